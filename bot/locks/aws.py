@@ -1,0 +1,143 @@
+"""boto3 sessions per backend (optionally through an assumed role) and AWS errors people can act on."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import boto3
+import botocore.session
+from botocore.config import Config
+from botocore.credentials import DeferredRefreshableCredentials
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from bot.errors import AwsAccessDenied, AwsFailure
+
+log = logging.getLogger(__name__)
+
+# Throttling and transient faults are retried by botocore's "standard" mode with jittered backoff.
+RETRY_CONFIG = Config(
+    retries={"mode": "standard", "max_attempts": 6},
+    connect_timeout=5,
+    read_timeout=15,
+    max_pool_connections=32,
+)
+
+# The IAM action behind each API operation the bot calls (ListObjectsV2 is authorised as ListBucket).
+PERMISSIONS = {
+    "GetItem": "dynamodb:GetItem",
+    "Scan": "dynamodb:Scan",
+    "DeleteItem": "dynamodb:DeleteItem",
+    "GetObject": "s3:GetObject",
+    "HeadObject": "s3:GetObject",
+    "DeleteObject": "s3:DeleteObject",
+    "ListObjectsV2": "s3:ListBucket",
+    "ListBuckets": "s3:ListAllMyBuckets",
+    "AssumeRole": "sts:AssumeRole",
+}
+_DENIED = {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "AllAccessDisabled"}
+_NOT_FOUND = {"ResourceNotFoundException": "does not exist", "NoSuchBucket": "does not exist"}
+_CREDENTIALS = {
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+}
+ERROR_HOOK: Callable[[str], None] | None = None  # set by the web layer to count AWS errors
+
+
+@contextmanager
+def aws_errors(resource: str, role_arn: str | None = None) -> Iterator[None]:
+    """Turn botocore exceptions into AwsAccessDenied / AwsFailure that say what was refused, on what."""
+    try:
+        yield
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", "Unknown"))
+        operation = exc.operation_name
+        permission = PERMISSIONS.get(operation, operation)
+        _count(code)
+        if code in _DENIED:
+            target = f"role {role_arn}" if operation == "AssumeRole" and role_arn else resource
+            raise AwsAccessDenied(permission, target) from None
+        if code in _NOT_FOUND:
+            raise AwsFailure(f"{resource} {_NOT_FOUND[code]} (AWS said {code} to {operation})") from None
+        if code in _CREDENTIALS:
+            raise AwsFailure(f"the bot's AWS credentials were refused ({code}) calling {operation}") from None
+        message = str(error.get("Message", "")) or code
+        raise AwsFailure(f"AWS {operation} on {resource} failed after retries: {code}: {message}") from None
+    except NoCredentialsError:
+        _count("NoCredentials")
+        raise AwsFailure("no AWS credentials found for the bot (environment, profile or role)") from None
+    except (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError) as exc:
+        _count("Connection")
+        raise AwsFailure(f"could not reach AWS for {resource}: {exc}") from None
+    except BotoCoreError as exc:
+        _count(type(exc).__name__)
+        raise AwsFailure(f"AWS call for {resource} failed: {exc}") from None
+
+
+def _count(code: str) -> None:
+    if ERROR_HOOK is not None:
+        ERROR_HOOK(code)
+
+
+class AwsClients:
+    """Lazily built, thread-safe boto3 clients for one backend (region, endpoint, optional role)."""
+
+    def __init__(self, region: str | None, endpoint_url: str | None, role_arn: str | None) -> None:
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self.role_arn = role_arn
+        self._clients: dict[str, Any] = {}
+        self._lock = threading.Lock()
+        self._session: boto3.Session | None = None
+
+    def client(self, service: str) -> Any:
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._make_session().client(
+                    service,  # type: ignore[call-overload]
+                    region_name=self.region,
+                    endpoint_url=self.endpoint_url,
+                    config=RETRY_CONFIG,
+                )
+            return self._clients[service]
+
+    def _make_session(self) -> boto3.Session:
+        if self._session is not None:
+            return self._session
+        base = boto3.Session(region_name=self.region)
+        if not self.role_arn:
+            self._session = base
+            return base
+        sts = base.client("sts", region_name=self.region, endpoint_url=self.endpoint_url, config=RETRY_CONFIG)
+        role_arn = self.role_arn
+
+        def refresh() -> dict[str, str]:
+            creds = sts.assume_role(RoleArn=role_arn, RoleSessionName="tflock")["Credentials"]
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": creds["Expiration"].isoformat(),
+            }
+
+        core = botocore.session.get_session()
+        # Deferred: the first AWS call assumes the role, so a refusal surfaces as sts:AssumeRole there.
+        credentials = DeferredRefreshableCredentials(refresh_using=refresh, method="sts-assume-role")
+        core._credentials = credentials  # type: ignore[attr-defined]  # botocore's documented hook point
+        self._session = boto3.Session(botocore_session=core, region_name=self.region)
+        return self._session

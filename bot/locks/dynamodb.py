@@ -1,0 +1,78 @@
+"""The DynamoDB lock table (`dynamodb_table`): `LockID` + `Info`, with `-md5` digest items that are not locks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from bot.locks.address import DIGEST_SUFFIX, StateAddress
+from bot.locks.aws import aws_errors
+from bot.locks.model import LockSnapshot, Store
+
+_PROJECTION = "LockID, #info"
+_NAMES = {"#info": "Info"}
+
+
+class LockTable:
+    def __init__(self, client: Any, table: str, role_arn: str | None = None) -> None:
+        self.client = client
+        self.table = table
+        self.role_arn = role_arn
+        self.location = f"DynamoDB table {table}"
+
+    def read(self, address: StateAddress) -> LockSnapshot | None:
+        """The lock item for this state, read consistently (as Terraform's unlock does); None if absent."""
+        with aws_errors(f"table {self.table}", self.role_arn):
+            response = self.client.get_item(
+                TableName=self.table,
+                Key={"LockID": {"S": address.lock_id}},
+                ConsistentRead=True,
+                ProjectionExpression=_PROJECTION,
+                ExpressionAttributeNames=_NAMES,
+            )
+        item = response.get("Item")
+        return self._snapshot(address, item) if item else None
+
+    def scan(self, filter_lock_id: str | None = None) -> Iterator[LockSnapshot]:
+        """Every lock item in the table (paginated); digest items are skipped."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "ProjectionExpression": _PROJECTION,
+            "ExpressionAttributeNames": dict(_NAMES),
+        }
+        if filter_lock_id is not None:
+            kwargs["FilterExpression"] = "contains(#info, :id)"
+            kwargs["ExpressionAttributeValues"] = {":id": {"S": filter_lock_id}}
+        with aws_errors(f"table {self.table}", self.role_arn):
+            for page in self.client.get_paginator("scan").paginate(**kwargs):
+                for item in page.get("Items", []):
+                    snapshot = self._from_item(item)
+                    if snapshot is not None:
+                        yield snapshot
+
+    def _from_item(self, item: dict[str, Any]) -> LockSnapshot | None:
+        lock_id = item.get("LockID", {}).get("S")
+        if not lock_id:
+            return None
+        if "Info" not in item and lock_id.endswith(DIGEST_SUFFIX):
+            return None  # Terraform's state digest (`<LockID>-md5`, attribute Digest): never a lock
+        bucket, _, key = lock_id.partition("/")
+        return self._snapshot(StateAddress(bucket, key), item)
+
+    def _snapshot(self, address: StateAddress, item: dict[str, Any]) -> LockSnapshot:
+        info = item.get("Info")
+        # An item at LockID blocks Terraform's PutItem whatever it contains, so it is held even if odd.
+        if info is None:
+            missing = "unreadable lock info: the item has no Info attribute"
+        elif "S" not in info:
+            missing = f"unreadable lock info: Info is DynamoDB type {next(iter(info), '?')}, not a string"
+        else:
+            missing = None
+        return LockSnapshot.from_raw(
+            address,
+            Store.TABLE,
+            self.location,
+            self.table,
+            info.get("S", "") if info else "",
+            missing_reason=missing,
+        )

@@ -1,0 +1,79 @@
+"""S3-native lock files (`use_lockfile = true`): `<state key>.tflock` beside the state, body = the Info JSON."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+from bot.locks.address import LOCKFILE_SUFFIX, StateAddress
+from bot.locks.aws import aws_errors
+from bot.locks.model import LockSnapshot, Store
+
+MAX_BODY_BYTES = 64 * 1024  # Terraform's bodies are a few hundred bytes; refuse to buffer junk
+_MISSING = {"NoSuchKey", "404", "NotFound"}
+READ_CONCURRENCY = 16
+
+
+class LockFiles:
+    def __init__(self, client: Any, role_arn: str | None = None) -> None:
+        self.client = client
+        self.role_arn = role_arn
+
+    def read(self, address: StateAddress) -> LockSnapshot | None:
+        """The lock file for this state with its ETag; None if there is none."""
+        key = address.lockfile_key
+        with aws_errors(f"s3://{address.bucket}/{key}", self.role_arn):
+            try:
+                response = self.client.get_object(Bucket=address.bucket, Key=key)
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) in _MISSING:
+                    return None
+                raise
+            body = response["Body"]
+            try:
+                data = body.read(MAX_BODY_BYTES + 1)
+            finally:
+                body.close()
+        location = f"s3://{address.bucket}/{key}"
+        missing: str | None = None
+        if len(data) > MAX_BODY_BYTES:
+            missing = f"unreadable lock info: the lock file is over {MAX_BODY_BYTES} bytes"
+        try:
+            raw = data.decode("utf-8")
+        except UnicodeDecodeError:
+            raw = data.decode("utf-8", errors="backslashreplace")
+            missing = missing or "unreadable lock info: the lock file is not UTF-8 text"
+        return LockSnapshot.from_raw(
+            address,
+            Store.LOCKFILE,
+            location,
+            address.bucket,
+            raw,
+            etag=response.get("ETag"),
+            last_modified=response.get("LastModified"),
+            missing_reason=missing,
+        )
+
+    def list_addresses(self, bucket: str) -> Iterator[StateAddress]:
+        """States with a lock file in this bucket (paginated ListObjectsV2, keys ending `.tflock`)."""
+        with aws_errors(f"bucket {bucket}", self.role_arn):
+            for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=bucket):
+                for obj in page.get("Contents", []):
+                    key = obj["Key"]
+                    if key.endswith(LOCKFILE_SUFFIX) and len(key) > len(LOCKFILE_SUFFIX):
+                        yield StateAddress(bucket, key.removesuffix(LOCKFILE_SUFFIX))
+
+    def read_many(self, addresses: Iterable[StateAddress]) -> list[LockSnapshot]:
+        """Read many lock files concurrently; ones deleted since listing are simply absent."""
+        wanted = list(addresses)
+        if not wanted:
+            return []
+        with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(wanted))) as pool:
+            return [snapshot for snapshot in pool.map(self.read, wanted) if snapshot is not None]
+
+    def list_buckets(self) -> list[str]:
+        with aws_errors("the account's buckets"):
+            return [bucket["Name"] for bucket in self.client.list_buckets().get("Buckets", [])]
