@@ -104,6 +104,7 @@ class AwsClients:
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._session: boto3.Session | None = None
+        self.sts: Any = None  # the client that assumes role_arn, when there is one
 
     def client(self, service: str) -> Any:
         with self._lock:
@@ -123,7 +124,9 @@ class AwsClients:
         if not self.role_arn:
             self._session = base
             return base
-        sts = base.client("sts", region_name=self.region, endpoint_url=self.endpoint_url, config=RETRY_CONFIG)
+        sts = self.sts = base.client(
+            "sts", region_name=self.region, endpoint_url=self.endpoint_url, config=RETRY_CONFIG
+        )
         role_arn = self.role_arn
 
         def refresh() -> dict[str, str]:
