@@ -80,6 +80,13 @@ def _list_table(rows: Sequence[LockFacts], *, stale_only: bool) -> str:
     return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip() for row in table)
 
 
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.server import serve  # noqa: PLC0415 (Bolt and waitress load only for the command that needs them)
+
+    logging.getLogger().setLevel(os.environ.get("TFLOCK_LOG_LEVEL", "INFO").upper())
+    return serve(settings)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tflock-bot",
@@ -88,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"tflock-bot {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     sub.required = True
+
+    serve = sub.add_parser("serve", help="run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)")
+    serve.set_defaults(func=cmd_serve)
 
     status = sub.add_parser("status", help="who holds a state's lock, since when")
     status.add_argument(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,10 +19,11 @@ from botocore.exceptions import (
     ConnectTimeoutError,
     EndpointConnectionError,
     NoCredentialsError,
+    NoRegionError,
     ReadTimeoutError,
 )
 
-from bot.errors import AwsAccessDenied, AwsFailure
+from bot.errors import AwsAccessDenied, AwsFailure, ConfigurationError
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +100,8 @@ class AwsClients:
     """Lazily built, thread-safe boto3 clients for one backend (region, endpoint, optional role)."""
 
     def __init__(self, region: str | None, endpoint_url: str | None, role_arn: str | None) -> None:
-        self.region = region
+        # AWS_REGION is what the other AWS SDKs and Lambda use; botocore itself reads AWS_DEFAULT_REGION.
+        self.region = region or os.environ.get("AWS_REGION") or None
         self.endpoint_url = endpoint_url
         self.role_arn = role_arn
         self._clients: dict[str, Any] = {}
@@ -109,12 +112,17 @@ class AwsClients:
     def client(self, service: str) -> Any:
         with self._lock:
             if service not in self._clients:
-                self._clients[service] = self._make_session().client(
-                    service,  # type: ignore[call-overload]
-                    region_name=self.region,
-                    endpoint_url=self.endpoint_url,
-                    config=RETRY_CONFIG,
-                )
+                try:
+                    self._clients[service] = self._make_session().client(
+                        service,  # type: ignore[call-overload]
+                        region_name=self.region,
+                        endpoint_url=self.endpoint_url,
+                        config=RETRY_CONFIG,
+                    )
+                except NoRegionError:
+                    raise ConfigurationError(
+                        "no AWS region is set: set AWS_REGION, or region: for this backend in TFLOCK_BACKENDS_FILE"
+                    ) from None
             return self._clients[service]
 
     def _make_session(self) -> boto3.Session:

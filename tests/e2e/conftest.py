@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -117,3 +119,56 @@ def run_cli(*args: str, env: dict[str, str] | None = None, stdin: bytes | None =
         completed.stdout.decode("utf-8", "replace"),
         completed.stderr.decode("utf-8", "replace"),
     )
+
+
+@dataclass
+class BotProcess:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    def post(self, body: str, headers: dict[str, str], path: str = "/slack/events") -> tuple[int, str]:
+        request = urllib.request.Request(f"{self.url}{path}", data=body.encode(), headers=headers, method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def get(self, path: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(f"{self.url}{path}", timeout=10) as response:
+                return response.status, response.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def start_bot(env: dict[str, str], log_path: Path, *args: str) -> BotProcess:
+    """`tflock-bot serve` as a real process; waits until /healthz answers."""
+    port = free_port()
+    aws = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_REGION": REGION}
+    full_env = {**os.environ, **aws, "TFLOCK_PORT": str(port), "TFLOCK_LOG_LEVEL": "INFO", **env}
+    log_file = log_path.open("wb")
+    process = subprocess.Popen(
+        [*tflock_bot_executable(), "serve", *args], env=full_env, stdout=log_file, stderr=subprocess.STDOUT
+    )
+    bot = BotProcess(process, f"http://127.0.0.1:{port}", log_path)
+    try:
+        wait_for_http(f"{bot.url}/healthz", timeout=30)
+    except Exception:
+        bot.stop()
+        raise AssertionError(f"tflock-bot serve did not come up:\n{bot.log()}") from None
+    return bot

@@ -1,0 +1,100 @@
+"""`tflock-bot serve`: the Bolt app behind waitress (HTTP mode) or over Socket Mode, plus probes and metrics."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from types import FrameType
+
+from slack_bolt.adapter.socket_mode import SocketModeHandler
+from slack_bolt.adapter.wsgi import SlackRequestHandler
+from slack_bolt.error import BoltError
+from slack_sdk.errors import SlackApiError, SlackClientError
+from sqlalchemy import create_engine, text
+from waitress.server import create_server
+
+from bot.runtime import Runtime, build_runtime
+from bot.settings import Settings, SettingsError
+from bot.slack.app import build_app
+from bot.web import WebApp
+
+log = logging.getLogger(__name__)
+HTTP_THREADS = 32
+MAX_BODY_BYTES = 1024 * 1024  # Slack payloads are a few kB; refuse to buffer more
+
+
+def serve(settings: Settings) -> int:
+    settings.require_for_serve()
+    runtime = build_runtime(settings)
+    _add_database_check(runtime)
+    try:
+        app = build_app(runtime)
+    except (BoltError, SlackApiError, SlackClientError) as exc:
+        raise SettingsError(f"SLACK_BOT_TOKEN: Slack did not accept the bot token ({_slack_reason(exc)})") from None
+
+    stop = threading.Event()
+    socket_handler: SocketModeHandler | None = None
+    if settings.socket_mode:
+        assert settings.slack_app_token is not None
+        socket_handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+        web = WebApp(runtime, None, socket_connected=socket_handler.client.is_connected)
+        threading.Thread(target=_keep_connecting, args=(socket_handler, runtime, stop), daemon=True).start()
+    else:
+        web = WebApp(runtime, SlackRequestHandler(app))
+
+    server = create_server(
+        web,
+        host="0.0.0.0",  # noqa: S104 (a container port; the pod network decides who reaches it)
+        port=settings.port,
+        threads=HTTP_THREADS,
+        max_request_body_size=MAX_BODY_BYTES,
+        ident="tflock",
+    )
+
+    def on_sigterm(signum: int, frame: FrameType | None) -> None:
+        raise SystemExit(0)  # waitress's run() stops its loop and task threads on SystemExit
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    mode = "Socket Mode" if settings.socket_mode else "HTTP mode"
+    log.info("tflock serving in %s on port %d", mode, settings.port)
+    try:
+        server.run()
+    finally:
+        stop.set()
+        if socket_handler is not None:
+            socket_handler.close()  # type: ignore[no-untyped-call]
+        server.close()
+        log.info("tflock stopped")
+    return 0
+
+
+def _keep_connecting(handler: SocketModeHandler, runtime: Runtime, stop: threading.Event) -> None:
+    """Connect once (the SDK's own monitor reconnects after that), retrying with backoff until it works."""
+    delay = 1.0
+    while not stop.is_set():
+        try:
+            handler.connect()  # type: ignore[no-untyped-call]
+            runtime.metrics.socket_connected.set(1)
+            return
+        except Exception as exc:
+            log.warning("Socket Mode connection failed (%s: %s); retrying in %.0fs", type(exc).__name__, exc, delay)
+            stop.wait(delay)
+            delay = min(delay * 2, 60.0)
+
+
+def _add_database_check(runtime: Runtime) -> None:
+    engine = create_engine(runtime.settings.database_url, pool_pre_ping=True)
+
+    def database_reachable() -> str | None:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+        return None
+
+    runtime.readiness.append(database_reachable)
+
+
+def _slack_reason(exc: Exception) -> str:
+    if isinstance(exc, SlackApiError):
+        return str(exc.response.get("error", "error"))
+    return str(exc).splitlines()[0][:200]

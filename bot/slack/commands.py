@@ -1,0 +1,97 @@
+"""`/tflock …`: acknowledge at once, then parse, call one service, render, answer via response_url."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slack_bolt import Ack, App, Respond
+
+from bot.errors import BadInput
+from bot.locks.facts import lock_facts
+from bot.runtime import Runtime
+from bot.slack.errors import errors_told
+from bot.slack.ids import COMMAND
+from bot.slack.views import Message, help_message, list_message, status_message
+
+MAX_COMMAND_TEXT = 4000
+
+
+@dataclass(frozen=True)
+class SlashCommand:
+    subcommand: str
+    argument: str
+    user_id: str
+    channel_id: str
+
+    @classmethod
+    def parse(cls, body: dict[str, Any]) -> SlashCommand:
+        text = str(body.get("text") or "").strip()
+        words = text.split(maxsplit=1)
+        return cls(
+            subcommand=words[0].lower() if words else "help",
+            argument=words[1] if len(words) > 1 else "",
+            user_id=str(body.get("user_id") or ""),
+            channel_id=str(body.get("channel_id") or ""),
+        )
+
+
+def tflock_command(ack: Ack, command: dict[str, Any], respond: Respond, runtime: Runtime) -> None:
+    started = time.monotonic()
+    request = SlashCommand.parse(command)
+    if len(str(command.get("text") or "")) > MAX_COMMAND_TEXT:
+        ack(**help_message(f"That command is {len(command['text']):,} characters long; nothing was done.").as_kwargs())
+        _count(runtime, "unknown", "bad_input")
+        return
+    if request.subcommand in ANSWERS:
+        ack()
+        with errors_told(command, respond, runtime):
+            _answer(respond, ANSWERS[request.subcommand](request, runtime))
+            _count(runtime, request.subcommand, "ok")
+            runtime.metrics.answer_seconds.labels(command=request.subcommand).observe(time.monotonic() - started)
+        return
+    if request.subcommand == "help":
+        ack(**help_message().as_kwargs())
+    else:
+        shown = request.subcommand[:40]
+        ack(**help_message(f"Unknown command “{shown}”.").as_kwargs())
+        _count(runtime, "unknown", "bad_input")
+        return
+    _count(runtime, request.subcommand, "ok")
+
+
+def status(request: SlashCommand, runtime: Runtime) -> Message:
+    if not request.argument:
+        raise BadInput(f"Which state? Try `{COMMAND} status bucket/path/to/terraform.tfstate`.")
+    lock = runtime.directory.status(request.argument)
+    return status_message(lock_facts(lock, runtime.clock(), runtime.settings.stale_after))
+
+
+def list_locks(request: SlashCommand, runtime: Runtime) -> Message:
+    argument = request.argument.strip().lower()
+    if argument not in {"", "stale"}:
+        raise BadInput(f"`{COMMAND} list` takes nothing or `stale`, not “{request.argument[:40]}”.")
+    listing = runtime.directory.list_locks()
+    now = runtime.clock()
+    facts = [lock_facts(lock, now, runtime.settings.stale_after) for lock in listing.locks]
+    if argument == "stale":
+        facts = [f for f in facts if f.stale]
+    problems = [f"{p.backend}: {p.message}" for p in listing.problems]
+    return list_message(facts, problems, stale_only=argument == "stale")
+
+
+ANSWERS: dict[str, Callable[[SlashCommand, Runtime], Message]] = {"status": status, "list": list_locks}
+
+
+def _answer(respond: Respond, message: Message) -> None:
+    respond(response_type="in_channel", replace_original=False, **message.as_kwargs())
+
+
+def _count(runtime: Runtime, command: str, outcome: str) -> None:
+    runtime.metrics.requests.labels(command=command, outcome=outcome).inc()
+
+
+def register(app: App) -> None:
+    app.command(COMMAND)(tflock_command)

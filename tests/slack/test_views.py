@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from bot.locks.address import StateAddress
+from bot.locks.facts import lock_facts
+from bot.locks.model import LockSnapshot, StateLock, Store
+from bot.slack.views import escape, help_message, list_message, status_message
+from tests.terraform import TerraformLock, go_time
+
+NOW = datetime(2025, 3, 4, 13, 27, 30, tzinfo=UTC)
+ADDRESS = StateAddress("acme-tfstate", "network/terraform.tfstate")
+
+
+def facts_for(who: str = "alice@build-agent-07", hours: float = 3.1, **lock: str):  # type: ignore[no-untyped-def]
+    tf = TerraformLock(ADDRESS, who=who, created=go_time(NOW - timedelta(hours=hours)), **lock)
+    snapshot = LockSnapshot.from_raw(
+        ADDRESS, Store.TABLE, "DynamoDB table terraform-locks", "terraform-locks", tf.info_json
+    )
+    return tf, lock_facts(StateLock(ADDRESS, "default", table=snapshot), NOW, timedelta(hours=2))
+
+
+def test_status_blocks_show_the_facts_and_the_button() -> None:
+    tf, facts = facts_for(operation="OperationTypePlan")
+    message = status_message(facts).as_kwargs()
+    section = message["blocks"][0]
+    assert section["text"]["text"] == ":lock: *State lock on* `acme-tfstate/network/terraform.tfstate`"
+    fields = {f["text"].split("\n")[0]: f["text"].split("\n", 1)[1] for f in section["fields"]}
+    assert fields["*Lock ID*"] == f"`{tf.id}`"
+    assert fields["*Who*"] == "alice@build-agent-07"
+    assert fields["*Operation*"] == "plan"
+    assert fields["*Age*"] == "3h 6m"
+    assert message["blocks"][1]["elements"][0]["text"] == ":warning: *probably stale (held longer than 2h)*"
+    button = message["blocks"][-1]["elements"][0]
+    assert (button["action_id"], button["value"], button["style"]) == (
+        "tflock_request_unlock",
+        "acme-tfstate/network/terraform.tfstate",
+        "danger",
+    )
+    assert message["text"].startswith("acme-tfstate/network/terraform.tfstate is locked by alice@build-agent-07")
+
+
+def test_untrusted_text_is_escaped() -> None:
+    _, facts = facts_for(who="<!channel> & <@U123>")
+    text = str(status_message(facts).as_kwargs()["blocks"])
+    assert "<!channel>" not in text and "&lt;!channel&gt; &amp; &lt;@U123&gt;" in text
+    assert escape("a<b>&c") == "a&lt;b&gt;&amp;c"
+
+
+def test_not_locked() -> None:
+    facts = lock_facts(StateLock(ADDRESS, "default"), NOW, timedelta(hours=2))
+    message = status_message(facts).as_kwargs()
+    assert message["blocks"][0]["text"]["text"] == ":unlock: `acme-tfstate/network/terraform.tfstate` is not locked."
+    assert all(b["type"] != "actions" for b in message["blocks"])
+
+
+def test_list_is_capped_and_marks_stale() -> None:
+    many = [facts_for(hours=h)[1] for h in (5, 1)] * 30
+    message = list_message(many, ["other: AWS denied dynamodb:Scan on table x"], stale_only=False).as_kwargs()
+    assert len(message["blocks"]) <= 50
+    assert message["blocks"][0]["text"]["text"] == "60 locks held, 30 probably stale"
+    assert message["blocks"][1]["text"]["text"].startswith(":warning: *stale*")
+    assert message["blocks"][1]["accessory"]["action_id"] == "tflock_request_unlock"
+    assert "accessory" not in message["blocks"][2]
+    assert any("…and 20 more" in str(b) for b in message["blocks"])
+    assert "dynamodb:Scan" in str(message["blocks"][-1])
+
+
+def test_empty_list_and_help() -> None:
+    assert list_message([], [], stale_only=True).text == ":white_check_mark: No stale locks."
+    assert "/tflock status &lt;state&gt;" in str(help_message().as_kwargs())
