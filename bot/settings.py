@@ -13,8 +13,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from bot.durations import parse_duration
 
@@ -122,6 +120,9 @@ class Settings(BaseSettings):
     @field_validator("database_url")
     @classmethod
     def _database_url(cls, value: str) -> str:
+        from sqlalchemy.engine import make_url  # noqa: PLC0415 (keeps `status`/`list` start-up light)
+        from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
         try:
             make_url(value)
         except ArgumentError:

@@ -130,39 +130,53 @@ class LockDirectory:
         return LockListing(tuple(locks), tuple(problems))
 
     def _list_backend(self, backend: Backend) -> tuple[list[StateLock], list[BackendProblem]]:
-        problems: list[BackendProblem] = []
-        tables: dict[StateAddress, LockSnapshot] = {}
-        files: dict[StateAddress, LockSnapshot] = {}
+        problems: list[str] = []
         checked: list[Store] = []
-        table = self.table(backend)
-        if table is not None:
+        table, lockfiles = self.table(backend), self.lockfiles(backend)
+
+        def scan_table() -> dict[StateAddress, LockSnapshot]:
+            if table is None:
+                return {}
             try:
-                tables = {s.address: s for s in table.scan() if backend.serves(s.address.bucket)}
-                checked.append(Store.TABLE)
+                found = {s.address: s for s in table.scan() if backend.serves(s.address.bucket)}
             except TflockError as exc:
-                problems.append(BackendProblem(backend.name, str(exc)))
-        lockfiles = self.lockfiles(backend)
-        if lockfiles is not None:
-            messages: list[str] = []
-            for bucket in self._buckets(backend, lockfiles, messages, {a.bucket for a in tables}):
+                problems.append(str(exc))
+                return {}
+            checked.append(Store.TABLE)
+            return found
+
+        def read_lockfiles(seen: Iterable[str]) -> dict[StateAddress, LockSnapshot]:
+            if lockfiles is None:
+                return {}
+            found: dict[StateAddress, LockSnapshot] = {}
+            for bucket in self._buckets(backend, lockfiles, problems, seen):
                 try:
-                    addresses = list(lockfiles.list_addresses(bucket))
-                    files.update((s.address, s) for s in lockfiles.read_many(addresses))
+                    found.update((s.address, s) for s in lockfiles.read_many(lockfiles.list_addresses(bucket)))
                 except TflockError as exc:
-                    messages.append(str(exc))
+                    problems.append(str(exc))
             checked.append(Store.LOCKFILE)
-            problems.extend(BackendProblem(backend.name, m) for m in messages)
-        return [
+            return found
+
+        if "*" in backend.bucket_patterns:  # the buckets to list come from the table's locks
+            tables = scan_table()
+            files = read_lockfiles({a.bucket for a in tables})
+        else:  # independent: scan the table while the lock files are listed and read
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                scanning = pool.submit(scan_table)
+                files = read_lockfiles(())
+                tables = scanning.result()
+        locks = [
             StateLock(
                 address=address,
                 backend=backend.name,
                 workspace=address.workspace(backend.workspace_key_prefix),
                 table=tables.get(address),
                 lockfile=files.get(address),
-                checked=tuple(checked),
+                checked=tuple(sorted(checked)),
             )
             for address in sorted(tables.keys() | files.keys())
-        ], problems
+        ]
+        return locks, [BackendProblem(backend.name, message) for message in problems]
 
     def _buckets(
         self, backend: Backend, lockfiles: LockFiles, messages: list[str], seen: Iterable[str] = ()

@@ -98,6 +98,8 @@ def lock_facts(lock: StateLock, now: datetime, stale_after: timedelta) -> LockFa
 
 def printable(text: str) -> str:
     """Untrusted text made safe to show: control and invisible characters become visible escapes."""
+    if text.isprintable():  # the common case: printable text has none of the categories below
+        return text
     return "".join(
         f"\\u{ord(c):04x}" if unicodedata.category(c) in {"Cc", "Cf", "Co", "Cs", "Zl", "Zp"} else c for c in text
     )

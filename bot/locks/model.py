@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from functools import cached_property
 
 from bot.locks.address import StateAddress
 from bot.locks.lockinfo import LockInfo, LockInfoError, parse_lock_info
@@ -76,7 +77,7 @@ class StateLock:
     def snapshots(self) -> tuple[LockSnapshot, ...]:
         return tuple(s for s in (self.table, self.lockfile) if s is not None)
 
-    @property
+    @cached_property
     def primary(self) -> LockSnapshot | None:
         """The snapshot whose facts are shown: a readable one first, the table before the lock file."""
         ordered = sorted(self.snapshots, key=lambda s: s.info is None)
