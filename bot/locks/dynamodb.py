@@ -5,12 +5,19 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+from botocore.exceptions import ClientError
+
+from bot.errors import TflockError
 from bot.locks.address import DIGEST_SUFFIX, StateAddress
 from bot.locks.aws import aws_errors
 from bot.locks.model import LockSnapshot, Store
 
 _PROJECTION = "LockID, #info"
 _NAMES = {"#info": "Info"}
+
+
+class TableItemChanged(TflockError):
+    """The lock item's Info is no longer the one a release was approved for; nothing was deleted."""
 
 
 class LockTable:
@@ -32,6 +39,34 @@ class LockTable:
             )
         item = response.get("Item")
         return self._snapshot(address, item) if item else None
+
+    def delete_if_unchanged(self, address: StateAddress, raw_info: str) -> bool:
+        """Delete the lock item only if its Info is still exactly `raw_info` (the raw string read earlier).
+
+        True: deleted. False: there was no item to delete. TableItemChanged: another lock holds the state.
+        Only `LockID = <bucket>/<key>` is addressed, so the `-md5` digest item is never touched.
+        """
+        with aws_errors(f"table {self.table}", self.role_arn):
+            try:
+                self.client.delete_item(
+                    TableName=self.table,
+                    Key={"LockID": {"S": address.lock_id}},
+                    ConditionExpression="#info = :raw_info",
+                    ExpressionAttributeNames=dict(_NAMES),
+                    ExpressionAttributeValues={":raw_info": {"S": raw_info}},
+                    # The item that failed the condition comes back, which tells "changed" from "gone".
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                if not exc.response.get("Item"):
+                    return False
+                raise TableItemChanged(
+                    f"the lock item {address.lock_id} in {self.location} changed since it was read "
+                    "(DynamoDB condition Info = the Info seen failed); nothing was deleted there"
+                ) from None
+        return True
 
     def scan(self, filter_lock_id: str | None = None) -> Iterator[LockSnapshot]:
         """Every lock item in the table (paginated); digest items are skipped."""

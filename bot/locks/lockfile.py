@@ -8,13 +8,20 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
+from bot.errors import TflockError
 from bot.locks.address import LOCKFILE_SUFFIX, StateAddress
 from bot.locks.aws import aws_errors
 from bot.locks.model import LockSnapshot, Store
 
 MAX_BODY_BYTES = 64 * 1024  # Terraform's bodies are a few hundred bytes; refuse to buffer junk
 _MISSING = {"NoSuchKey", "404", "NotFound"}
+# 412: the ETag no longer matches; 409: a concurrent conditional write on the same key won.
+_CHANGED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
 READ_CONCURRENCY = 16
+
+
+class LockFileChanged(TflockError):
+    """The lock file is no longer the object a release was approved for; nothing was deleted."""
 
 
 class LockFiles:
@@ -56,6 +63,27 @@ class LockFiles:
             last_modified=response.get("LastModified"),
             missing_reason=missing,
         )
+
+    def delete_if_unchanged(self, address: StateAddress, etag: str) -> bool:
+        """Delete the lock file only if its ETag is still `etag` (DeleteObject with If-Match).
+
+        True: deleted. False: there was no lock file. LockFileChanged: another object is there now.
+        """
+        key = address.lockfile_key
+        with aws_errors(f"s3://{address.bucket}/{key}", self.role_arn):
+            try:
+                self.client.delete_object(Bucket=address.bucket, Key=key, IfMatch=etag)
+            except ClientError as exc:
+                code = str(exc.response.get("Error", {}).get("Code"))
+                if code in _MISSING:
+                    return False
+                if code in _CHANGED:
+                    raise LockFileChanged(
+                        f"the lock file s3://{address.bucket}/{key} changed since it was read "
+                        f"(S3 answered {code} to DeleteObject If-Match its ETag); nothing was deleted there"
+                    ) from None
+                raise
+        return True
 
     def list_addresses(self, bucket: str) -> Iterator[StateAddress]:
         """States with a lock file in this bucket (paginated ListObjectsV2, keys ending `.tflock`)."""

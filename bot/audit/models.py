@@ -1,0 +1,63 @@
+"""The append-only audit trail (SPEC §6): one row per thing that happened, oldest first by `id`."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bot.db import Base
+
+ACTOR_CHARS = 64
+ADDRESS_CHARS = 2048
+LOCK_ID_CHARS = 128
+REQUEST_ID_CHARS = 64
+CHANNEL_CHARS = 64
+
+
+class AuditAction(StrEnum):
+    REQUESTED = "requested"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    REFUSED = "refused"
+    EXECUTING = "executing"  # the release attempt, committed before anything is deleted
+    EXECUTED = "executed"
+    SUPERSEDED = "superseded"
+    ALREADY_RELEASED = "already_released"
+    FAILED = "failed"
+    RECONCILED = "reconciled"
+    STATUS = "status"
+    LIST = "list"
+
+
+class AuditEvent(Base):
+    __tablename__ = "audit_events"
+    __table_args__ = (
+        Index(None, "state_address", "at"),
+        Index(None, "actor", "at"),
+        Index(None, "action", "at"),
+        Index(None, "request_id", "id"),
+    )
+
+    # BIGINT on PostgreSQL; SQLite only auto-increments a column declared exactly INTEGER.
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer(), "sqlite"), primary_key=True)
+    at: Mapped[datetime]
+    action: Mapped[str] = mapped_column(String(32))
+    actor: Mapped[str | None] = mapped_column(String(ACTOR_CHARS))  # a Slack user ID; None = the bot itself
+    state_address: Mapped[str | None] = mapped_column(String(ADDRESS_CHARS))
+    lock_id: Mapped[str | None] = mapped_column(String(LOCK_ID_CHARS))
+    # Not a foreign key: refusals of unknown or tampered request IDs are recorded too.
+    request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_CHARS))
+    channel: Mapped[str | None] = mapped_column(String(CHANNEL_CHARS))
+    detail: Mapped[dict[str, Any]]
+    # The hash chain (SPEC §6) is filled by a later migration and the writer; nullable until then.
+    prev_hash: Mapped[str | None] = mapped_column(String(64))
+    hash: Mapped[str | None] = mapped_column(String(64))
+
+    def __repr__(self) -> str:
+        return f"AuditEvent(id={self.id}, action={self.action!r}, actor={self.actor!r}, request={self.request_id!r})"

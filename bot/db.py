@@ -1,0 +1,164 @@
+"""The audit database: engine and sessions from a URL, the declarative base, migrations to head, readiness.
+
+SQLite is the embedded default and PostgreSQL (psycopg 3) the production database. Every write
+transaction on SQLite starts with `BEGIN IMMEDIATE`, so two writers queue on `busy_timeout` instead of
+one failing with "database is locked" when it upgrades a read lock.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from sqlalchemy import JSON, DateTime, Dialect, MetaData, create_engine, event, text
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.types import TypeDecorator
+
+from bot.errors import TflockError
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+
+def _migrations() -> Path:
+    """Installed: the wheel's bot/migrations; from a checkout: the repository's migrations/ (same files)."""
+    spec = importlib.util.find_spec("bot.migrations")
+    if spec is not None and spec.submodule_search_locations:
+        return Path(next(iter(spec.submodule_search_locations)))
+    return Path(__file__).resolve().parent.parent / "migrations"
+
+
+MIGRATIONS = _migrations()
+SQLITE_BUSY_TIMEOUT_MS = 15_000
+# Replicas starting together run migrations one at a time (any constant both sides agree on).
+MIGRATION_LOCK_KEY = 0x7F10C4
+
+_NAMING = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+
+class DatabaseUnavailable(TflockError):
+    """The database could not be reached or refused a statement; the message says which and why."""
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """Aware UTC datetimes in and out; SQLite, which has no time zones, stores them as naive UTC."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the database; pass an aware UTC datetime")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=_NAMING)
+    type_annotation_map: ClassVar[dict[Any, Any]] = {datetime: UtcDateTime(), dict[str, Any]: JSON()}
+
+
+def engine_url(url: str | URL) -> URL:
+    """The URL to connect with: `postgresql://` and `postgres://` mean psycopg 3, the driver we ship."""
+    try:
+        parsed = make_url(url) if isinstance(url, str) else url
+    except ArgumentError:
+        raise DatabaseUnavailable("the database URL is not an SQLAlchemy URL (postgresql://host/db)") from None
+    if parsed.drivername in {"postgresql", "postgres"}:
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+    parsed = engine_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        return _sqlite_engine(parsed, **kwargs)
+    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+
+
+def make_sessions(engine: Engine) -> sessionmaker[Session]:
+    # Objects stay readable after commit: views are built from them once the transaction has ended.
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def upgrade_to_head(url: str | URL) -> None:
+    """Run every pending Alembic migration (what `tflock-bot db upgrade` and `serve` do at start)."""
+    from alembic import command  # noqa: PLC0415 (Alembic loads only for the commands that migrate)
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as connection:
+            config = alembic_config()
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailable(f"could not migrate the database: {describe_error(exc)}") from exc
+    finally:
+        engine.dispose()
+
+
+def alembic_config(url: str | URL | None = None) -> Config:
+    """Alembic's configuration, built in code so a packaged bot needs no alembic.ini or working directory."""
+    from alembic.config import Config  # noqa: PLC0415
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    if url is not None:
+        config.attributes["url"] = engine_url(url).render_as_string(hide_password=False)
+    return config
+
+
+def check_database(engine: Engine) -> None:
+    """Readiness: the database answers a query. Raises DatabaseUnavailable saying why not."""
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailable(f"the database is unreachable: {describe_error(exc)}") from exc
+
+
+def describe_error(exc: SQLAlchemyError) -> str:
+    """One line about a database error, without the SQL statement or its parameters."""
+    original = getattr(exc, "orig", None) or exc
+    first = str(original).strip().splitlines()
+    return f"{type(original).__name__}: {first[0][:300] if first else 'no detail'}"
+
+
+def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
+    # Bolt runs listeners on worker threads; each connection is still used by one thread at a time.
+    engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # pysqlite's own BEGIN handling is switched off so the "begin" hook below decides.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            if url.database not in {None, "", ":memory:"}:
+                cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute("PRAGMA foreign_keys=ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine

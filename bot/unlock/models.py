@@ -1,0 +1,138 @@
+"""Force-unlock requests and their approvals, as stored and as shown. The rules that move them are in workflow.py."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bot.audit.models import ACTOR_CHARS, ADDRESS_CHARS, CHANNEL_CHARS, LOCK_ID_CHARS
+from bot.db import Base
+from bot.locks.model import Store
+
+
+class Status(StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"  # enough approvals; the release has not started yet
+    EXECUTING = "executing"  # the attempt is in the audit trail; the delete may be under way
+    EXECUTED = "executed"
+    REJECTED = "rejected"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+    SUPERSEDED = "superseded"
+    ALREADY_RELEASED = "already_released"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self not in {Status.PENDING, Status.APPROVED, Status.EXECUTING}
+
+
+_STATUS_VALUES = ", ".join(f"'{status.value}'" for status in Status)
+
+
+class UnlockRequest(Base):
+    __tablename__ = "unlock_requests"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status"),
+        Index(None, "status", "expires_at"),
+        Index(None, "state_address", "status"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a random UUID
+    state_address: Mapped[str] = mapped_column(String(ADDRESS_CHARS))
+    lock_id: Mapped[str | None] = mapped_column(String(LOCK_ID_CHARS))  # None when the Info was unreadable
+    # What the requester saw, byte for byte: the release deletes only this exact lock.
+    raw_info: Mapped[str] = mapped_column(Text)
+    in_table: Mapped[bool]
+    in_lockfile: Mapped[bool]
+    lockfile_etag: Mapped[str | None] = mapped_column(String(256))
+    requester: Mapped[str] = mapped_column(String(ACTOR_CHARS))
+    reason: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(CHANNEL_CHARS))
+    message_ts: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(20))
+    approvals_required: Mapped[int] = mapped_column(Integer)  # fixed at request time
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
+    decided_at: Mapped[datetime | None]  # approved, rejected, cancelled or expired
+    decided_by: Mapped[str | None] = mapped_column(String(ACTOR_CHARS))
+    executing_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    outcome: Mapped[str | None] = mapped_column(Text)  # a sentence about how it ended
+
+
+class Approval(Base):
+    __tablename__ = "unlock_approvals"
+    __table_args__ = (UniqueConstraint("request_id", "approver"),)  # each approver counts once
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    request_id: Mapped[str] = mapped_column(ForeignKey("unlock_requests.id"))
+    approver: Mapped[str] = mapped_column(String(ACTOR_CHARS))
+    at: Mapped[datetime]
+
+
+@dataclass(frozen=True)
+class RequestView:
+    """A request as callers see it (the Slack layer renders this); read from the database, never from a button."""
+
+    id: str
+    address: str
+    lock_id: str | None
+    raw_info: str
+    held_in: tuple[Store, ...]
+    lockfile_etag: str | None
+    requester: str
+    reason: str
+    channel: str | None
+    message_ts: str | None
+    status: Status
+    approvals_required: int
+    approvers: tuple[str, ...]  # in the order they approved
+    created_at: datetime
+    expires_at: datetime
+    decided_at: datetime | None
+    decided_by: str | None
+    executing_at: datetime | None
+    finished_at: datetime | None
+    outcome: str | None
+
+    @classmethod
+    def of(cls, row: UnlockRequest, approvers: Sequence[str]) -> RequestView:
+        held_in = tuple(
+            store for store, held in ((Store.TABLE, row.in_table), (Store.LOCKFILE, row.in_lockfile)) if held
+        )
+        return cls(
+            id=row.id,
+            address=row.state_address,
+            lock_id=row.lock_id,
+            raw_info=row.raw_info,
+            held_in=held_in,
+            lockfile_etag=row.lockfile_etag,
+            requester=row.requester,
+            reason=row.reason,
+            channel=row.channel,
+            message_ts=row.message_ts,
+            status=Status(row.status),
+            approvals_required=row.approvals_required,
+            approvers=tuple(approvers),
+            created_at=row.created_at,
+            expires_at=row.expires_at,
+            decided_at=row.decided_at,
+            decided_by=row.decided_by,
+            executing_at=row.executing_at,
+            finished_at=row.finished_at,
+            outcome=row.outcome,
+        )
+
+    @property
+    def is_final(self) -> bool:
+        return self.status.is_final
+
+    @property
+    def approvals_missing(self) -> int:
+        return max(self.approvals_required - len(self.approvers), 0)
