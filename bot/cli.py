@@ -10,7 +10,10 @@ import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from sqlalchemy.engine import make_url
+
 from bot import __version__
+from bot.db import upgrade_to_head
 from bot.errors import TflockError
 from bot.locks.backends import load_backends
 from bot.locks.directory import LockDirectory
@@ -53,7 +56,8 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             "locks": [f.as_json() for f in facts],
             "problems": [{"backend": p.backend, "message": p.message} for p in listing.problems],
         }
-        print(json.dumps(document, indent=2, ensure_ascii=False))
+        json.dump(document, sys.stdout, indent=2, ensure_ascii=False)  # streamed: no second copy in memory
+        print()
     else:
         print(_list_table(facts, stale_only=args.stale))
     for problem in listing.problems:
@@ -84,7 +88,19 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.server import serve  # noqa: PLC0415 (Bolt and waitress load only for the command that needs them)
 
     logging.getLogger().setLevel(os.environ.get("TFLOCK_LOG_LEVEL", "INFO").upper())
-    return serve(settings)
+    return serve(settings, migrate=not args.no_migrate)
+
+
+def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+
+    upgrade_to_head(settings.database_url)
+    print(f"tflock-bot: the database is at the newest schema ({_safe_url(settings.database_url)})")
+    return 0
+
+
+def _safe_url(url: str) -> str:
+
+    return make_url(url).render_as_string(hide_password=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -97,7 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     serve = sub.add_parser("serve", help="run the Slack bot (Socket Mode if SLACK_APP_TOKEN is set, else HTTP)")
+    serve.add_argument("--no-migrate", action="store_true", help="do not run pending database migrations first")
     serve.set_defaults(func=cmd_serve)
+
+    db = sub.add_parser("db", help="the audit database")
+    db_sub = db.add_subparsers(dest="db_command", metavar="COMMAND", parser_class=_Parser)
+    db_sub.required = True
+    upgrade = db_sub.add_parser("upgrade", help="migrate the database to the newest schema (Alembic head)")
+    upgrade.set_defaults(func=cmd_db_upgrade)
 
     status = sub.add_parser("status", help="who holds a state's lock, since when")
     status.add_argument(

@@ -37,6 +37,9 @@ class Metrics:
         self.aws_errors = Counter(
             "tflock_aws_errors", "AWS calls that failed after retries, by error code", ["code"], registry=self.registry
         )
+        self.audit_failures = Counter(
+            "tflock_audit_write_failures", "Audit events that could not be written", registry=self.registry
+        )
         self.socket_connected = Gauge(
             "tflock_socket_mode_connected", "1 when the Socket Mode connection is up", registry=self.registry
         )

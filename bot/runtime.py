@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any, Literal
 
+from sqlalchemy.orm import Session, sessionmaker
+
+from bot.audit.models import AuditAction
+from bot.audit.writer import record_lookup
+from bot.db import check_database, make_engine, make_sessions
+from bot.errors import TflockError
 from bot.locks import aws
 from bot.locks.backends import load_backends
 from bot.locks.directory import LockDirectory
 from bot.metrics import Metrics
 from bot.settings import Settings
 
+log = logging.getLogger(__name__)
 Clock = Callable[[], datetime]
 ReadinessCheck = Callable[[], str | None]  # None when ready, else what is wrong
 
@@ -24,9 +33,18 @@ def utc_now() -> datetime:
 class Runtime:
     settings: Settings
     directory: LockDirectory
+    sessions: sessionmaker[Session]
     metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = utc_now
     readiness: list[ReadinessCheck] = field(default_factory=list)
+
+    def record_lookup(self, action: Literal[AuditAction.STATUS, AuditAction.LIST], **event: Any) -> None:
+        """Look-ups go on the record too; one that cannot be recorded is logged and still answered."""
+        try:
+            record_lookup(self.sessions, action, at=self.clock(), **event)
+        except TflockError as exc:
+            self.metrics.audit_failures.inc()
+            log.error("%s", exc)
 
     def not_ready(self) -> list[str]:
         problems = []
@@ -41,6 +59,10 @@ class Runtime:
 
 
 def build_runtime(settings: Settings) -> Runtime:
-    runtime = Runtime(settings=settings, directory=LockDirectory(load_backends(settings)))
+    engine = make_engine(settings.database_url)
+    runtime = Runtime(
+        settings=settings, directory=LockDirectory(load_backends(settings)), sessions=make_sessions(engine)
+    )
+    runtime.readiness.append(lambda: check_database(engine))
     aws.ERROR_HOOK = lambda code: runtime.metrics.aws_errors.labels(code=code).inc()
     return runtime

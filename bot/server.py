@@ -1,4 +1,5 @@
-"""`tflock-bot serve`: the Bolt app behind waitress (HTTP mode) or over Socket Mode, plus probes and metrics."""
+"""`tflock-bot serve`: the Bolt app behind waitress (HTTP mode) or over Socket Mode, plus probes and metrics,
+and the background jobs: request expiry and the reconciliation of interrupted releases."""
 
 from __future__ import annotations
 
@@ -11,25 +12,28 @@ from slack_bolt.adapter.socket_mode import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
-from sqlalchemy import create_engine, text
 from waitress.server import create_server
 
+from bot.db import upgrade_to_head
+from bot.errors import TflockError
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings, SettingsError
-from bot.slack.app import build_app
+from bot.slack.app import SlackBot, build_bot
 from bot.web import WebApp
 
 log = logging.getLogger(__name__)
 HTTP_THREADS = 32
 MAX_BODY_BYTES = 1024 * 1024  # Slack payloads are a few kB; refuse to buffer more
+SWEEP_SECONDS = 30.0
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, migrate: bool = True) -> int:
     settings.require_for_serve()
+    if migrate:
+        upgrade_to_head(settings.database_url)
     runtime = build_runtime(settings)
-    _add_database_check(runtime)
     try:
-        app = build_app(runtime)
+        bot = build_bot(runtime)
     except (BoltError, SlackApiError, SlackClientError) as exc:
         raise SettingsError(f"SLACK_BOT_TOKEN: Slack did not accept the bot token ({_slack_reason(exc)})") from None
 
@@ -37,11 +41,13 @@ def serve(settings: Settings) -> int:
     socket_handler: SocketModeHandler | None = None
     if settings.socket_mode:
         assert settings.slack_app_token is not None
-        socket_handler = SocketModeHandler(app, settings.slack_app_token.get_secret_value())
+        socket_handler = SocketModeHandler(bot.app, settings.slack_app_token.get_secret_value())
         web = WebApp(runtime, None, socket_connected=socket_handler.client.is_connected)
         threading.Thread(target=_keep_connecting, args=(socket_handler, runtime, stop), daemon=True).start()
     else:
-        web = WebApp(runtime, SlackRequestHandler(app))
+        web = WebApp(runtime, SlackRequestHandler(bot.app))
+    sweeper = threading.Thread(target=_sweep, args=(bot, stop), name="tflock-sweeper", daemon=True)
+    sweeper.start()
 
     server = create_server(
         web,
@@ -65,8 +71,28 @@ def serve(settings: Settings) -> int:
         if socket_handler is not None:
             socket_handler.close()  # type: ignore[no-untyped-call]
         server.close()
+        sweeper.join(timeout=10)
         log.info("tflock stopped")
     return 0
+
+
+def sweep_once(bot: SlackBot) -> None:
+    """End expired requests and interrupted releases, and bring their messages up to date."""
+    for request in bot.workflow.expire_due():
+        bot.messages.show(request, None, "expired")
+    for request in bot.workflow.reconcile():
+        bot.messages.show(request, None, request.status.value)
+
+
+def _sweep(bot: SlackBot, stop: threading.Event) -> None:
+    while not stop.is_set():  # runs once at start-up, then every SWEEP_SECONDS
+        try:
+            sweep_once(bot)
+        except TflockError as exc:
+            log.error("background sweep failed, retrying in %.0fs: %s", SWEEP_SECONDS, exc)
+        except Exception:
+            log.exception("background sweep failed unexpectedly")
+        stop.wait(SWEEP_SECONDS)
 
 
 def _keep_connecting(handler: SocketModeHandler, runtime: Runtime, stop: threading.Event) -> None:
@@ -81,17 +107,6 @@ def _keep_connecting(handler: SocketModeHandler, runtime: Runtime, stop: threadi
             log.warning("Socket Mode connection failed (%s: %s); retrying in %.0fs", type(exc).__name__, exc, delay)
             stop.wait(delay)
             delay = min(delay * 2, 60.0)
-
-
-def _add_database_check(runtime: Runtime) -> None:
-    engine = create_engine(runtime.settings.database_url, pool_pre_ping=True)
-
-    def database_reachable() -> str | None:
-        with engine.connect() as connection:
-            connection.execute(text("SELECT 1"))
-        return None
-
-    runtime.readiness.append(database_reachable)
 
 
 def _slack_reason(exc: Exception) -> str:

@@ -1,25 +1,157 @@
-"""Buttons: Request force-unlock (and, with the unlock workflow, Approve / Reject / Cancel)."""
+"""Interactivity: Request force-unlock (button → reason modal), Approve / Reject / Cancel.
+
+Button values carry only what is needed to look things up (a state address to re-parse, or a request
+ID); everything that matters is read again from AWS or the database.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
 
+from bot.errors import BadInput
+from bot.locks.address import parse_address
 from bot.runtime import Runtime
-from bot.slack.ids import Action
-from bot.slack.views import error_message
+from bot.slack.errors import errors_told, tell
+from bot.slack.ids import Action, Block, Callback, Field
+from bot.slack.messages import ApprovalMessages
+from bot.slack.people import People
+from bot.slack.views import reason_modal
+from bot.unlock.models import RequestView
+from bot.unlock.policy import MAX_REASON_CHARS, RefusalCode
+from bot.unlock.workflow import UnlockWorkflow
+
+MAX_VALUE_CHARS = 2100  # a state address is at most ~1,100 characters
 
 
-def request_unlock_clicked(ack: Ack, body: dict[str, Any], respond: Respond, runtime: Runtime) -> None:
+def _clicked(body: dict[str, Any]) -> tuple[str, str]:
+    """The clicking user and the button's value, checked for shape."""
+    user = str((body.get("user") or {}).get("id") or "")
+    actions = body.get("actions") or [{}]
+    value = str(actions[0].get("value") or "")
+    if not user:
+        raise BadInput("this click came without a user; nothing was done")
+    if len(value) > MAX_VALUE_CHARS:
+        raise BadInput("this button's value is not one tflock made; nothing was done")
+    return user, value
+
+
+def _message(body: dict[str, Any]) -> tuple[str, str] | None:
+    """Where the clicked button was: (channel, message ts)."""
+    container = body.get("container") or {}
+    channel, ts = _channel(body), container.get("message_ts")
+    return (channel, str(ts)) if channel and ts else None
+
+
+def _channel(body: dict[str, Any]) -> str | None:
+    channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
+    return str(channel) if channel else None
+
+
+def request_unlock_clicked(
+    ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient, runtime: Runtime
+) -> None:
     ack()
-    runtime.metrics.requests.labels(command=Action.REQUEST_UNLOCK, outcome="not_enabled").inc()
-    respond(
-        response_type="ephemeral",
-        replace_original=False,
-        **error_message("Force-unlock requests are not enabled in this version of tflock yet.").as_kwargs(),
-    )
+    with errors_told(body, respond, runtime):
+        _, value = _clicked(body)
+        address = parse_address(value, runtime.directory.backends.aliases)
+        runtime.directory.backends.for_address(address)
+        client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=reason_modal(str(address), _channel(body)))
+        runtime.metrics.requests.labels(command=Action.REQUEST_UNLOCK, outcome="ok").inc()
+
+
+def reason_submitted(
+    ack: Ack,
+    body: dict[str, Any],
+    view: dict[str, Any],
+    runtime: Runtime,
+    workflow: UnlockWorkflow,
+    messages: ApprovalMessages,
+    people: People,
+) -> None:
+    values = (view.get("state") or {}).get("values") or {}
+    reason = str(((values.get(Block.REASON) or {}).get(Field.REASON) or {}).get("value") or "").strip()
+    if not reason:
+        ack(response_action="errors", errors={Block.REASON: "Say why the lock should be released."})
+        return
+    if len(reason) > MAX_REASON_CHARS:
+        ack(response_action="errors", errors={Block.REASON: f"Keep it under {MAX_REASON_CHARS} characters."})
+        return
+    ack()
+    user = str((body.get("user") or {}).get("id") or "")
+    try:
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        address, channel = str(metadata["address"]), metadata.get("channel")
+    except (ValueError, KeyError, TypeError):
+        tell(BadInput("this form was not one tflock made; nothing was done"), body, None, runtime)
+        return
+    try:
+        open_request(workflow, messages, people, state=address, user=user, reason=reason, channel=channel)
+        runtime.metrics.requests.labels(command=Callback.UNLOCK_REASON, outcome="ok").inc()
+    except Exception as error:
+        tell(error, body, None, runtime)
+        messages.whisper(channel, user, f":warning: {error}")
+
+
+def open_request(
+    workflow: UnlockWorkflow,
+    messages: ApprovalMessages,
+    people: People,
+    *,
+    state: str,
+    user: str,
+    reason: str,
+    channel: str | None,
+) -> RequestView:
+    """Record the request, then post its approval message; a message that cannot be posted withdraws it."""
+    if not channel:
+        raise BadInput("force-unlock requests must be made in a channel")
+    request = workflow.request(state, user, reason, channel, is_bot=people.is_bot(user))
+    try:
+        return messages.post(request, channel)
+    except Exception:
+        workflow.cancel(request.id, user)
+        raise
+
+
+def decision_clicked(
+    ack: Ack,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    respond: Respond,
+    runtime: Runtime,
+    workflow: UnlockWorkflow,
+    messages: ApprovalMessages,
+    people: People,
+) -> None:
+    ack()
+    with errors_told(body, respond, runtime):
+        user, request_id = _clicked(body)
+        action_id = str(action.get("action_id"))
+        try:
+            is_bot = people.is_bot(user)
+            if action_id == Action.APPROVE:
+                request = workflow.approve(request_id, user, is_bot=is_bot)
+                done = "approved"
+            elif action_id == Action.REJECT:
+                request, done = workflow.reject(request_id, user, is_bot=is_bot), "rejected"
+            else:
+                request, done = workflow.cancel(request_id, user, is_bot=is_bot), "cancelled"
+        except Exception as error:
+            # A refusal carries the request as it is now: keep its message truthful (e.g. just expired).
+            current = getattr(error, "request", None)
+            if getattr(error, "why", None) is RefusalCode.EXPIRED and isinstance(current, RequestView):
+                messages.show(current, None, current.status.value, _message(body))
+            raise
+        messages.show(request, user, done, _message(body))
+        runtime.metrics.requests.labels(command=action_id, outcome=request.status.value).inc()
 
 
 def register(app: App) -> None:
     app.action(Action.REQUEST_UNLOCK)(request_unlock_clicked)
+    app.view(Callback.UNLOCK_REASON)(reason_submitted)
+    for action_id in (Action.APPROVE, Action.REJECT, Action.CANCEL):
+        app.action(action_id)(decision_clicked)

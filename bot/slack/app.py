@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import App, BoltContext
@@ -14,8 +15,23 @@ from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from bot.runtime import Runtime
 from bot.slack import actions, commands
 from bot.slack.errors import handle_error
+from bot.slack.messages import ApprovalMessages
+from bot.slack.people import People
+from bot.unlock.policy import UnlockPolicy
+from bot.unlock.workflow import UnlockWorkflow
 
 LISTENER_THREADS = 32
+
+
+@dataclass
+class SlackBot:
+    """The app and what its listeners (and the server's background jobs) are handed."""
+
+    app: App
+    runtime: Runtime
+    people: People
+    workflow: UnlockWorkflow
+    messages: ApprovalMessages
 
 
 def build_client(runtime: Runtime) -> WebClient:
@@ -26,23 +42,30 @@ def build_client(runtime: Runtime) -> WebClient:
     return client
 
 
-def build_app(runtime: Runtime, client: WebClient | None = None) -> App:
+def build_bot(runtime: Runtime, client: WebClient | None = None) -> SlackBot:
     settings = runtime.settings
+    client = client or build_client(runtime)
+    people = People(client, settings.approvers, settings.auditors)
+    workflow = UnlockWorkflow(
+        runtime.sessions, runtime.directory, UnlockPolicy.from_settings(settings, people.is_approver), runtime.clock
+    )
+    messages = ApprovalMessages(client, workflow)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     app = App(
         name="tflock",
-        client=client or build_client(runtime),
+        client=client,
         signing_secret=secret,
         listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="tflock-listener"),
         logger=logging.getLogger("tflock.slack"),
     )
+    services = {"runtime": runtime, "people": people, "workflow": workflow, "messages": messages}
 
-    def inject_runtime(context: BoltContext, next: Callable[[], Any]) -> Any:
-        context["runtime"] = runtime
+    def inject_services(context: BoltContext, next: Callable[[], Any]) -> Any:
+        context.update(services)  # Bolt hands context keys to listeners as keyword arguments
         return next()
 
-    app.use(inject_runtime)
+    app.use(inject_services)
     app.error(handle_error)
     commands.register(app)
     actions.register(app)
-    return app
+    return SlackBot(app, runtime, people, workflow, messages)

@@ -9,12 +9,17 @@ from typing import Any
 
 from slack_bolt import Ack, App, Respond
 
+from bot.audit.models import AuditAction
 from bot.errors import BadInput
 from bot.locks.facts import lock_facts
 from bot.runtime import Runtime
+from bot.slack.actions import open_request
 from bot.slack.errors import errors_told
 from bot.slack.ids import COMMAND
+from bot.slack.messages import ApprovalMessages
+from bot.slack.people import People
 from bot.slack.views import Message, help_message, list_message, status_message
+from bot.unlock.workflow import UnlockWorkflow
 
 MAX_COMMAND_TEXT = 4000
 
@@ -38,7 +43,15 @@ class SlashCommand:
         )
 
 
-def tflock_command(ack: Ack, command: dict[str, Any], respond: Respond, runtime: Runtime) -> None:
+def tflock_command(
+    ack: Ack,
+    command: dict[str, Any],
+    respond: Respond,
+    runtime: Runtime,
+    workflow: UnlockWorkflow,
+    messages: ApprovalMessages,
+    people: People,
+) -> None:
     started = time.monotonic()
     request = SlashCommand.parse(command)
     if len(str(command.get("text") or "")) > MAX_COMMAND_TEXT:
@@ -51,6 +64,18 @@ def tflock_command(ack: Ack, command: dict[str, Any], respond: Respond, runtime:
             _answer(respond, ANSWERS[request.subcommand](request, runtime))
             _count(runtime, request.subcommand, "ok")
             runtime.metrics.answer_seconds.labels(command=request.subcommand).observe(time.monotonic() - started)
+        return
+    if request.subcommand == "unlock":
+        ack()
+        with errors_told(command, respond, runtime):
+            state, _, reason = request.argument.partition(" ")
+            if not state:
+                raise BadInput(f"Which state, and why? `{COMMAND} unlock <state> <reason…>`")
+            opened = open_request(
+                workflow, messages, people, state=state, user=request.user_id, reason=reason, channel=request.channel_id
+            )
+            _count(runtime, "unlock", "ok")
+            _answer(respond, Message(f"Asked for approval of the force-unlock of {opened.address}."), ephemeral=True)
         return
     if request.subcommand == "help":
         ack(**help_message().as_kwargs())
@@ -66,7 +91,16 @@ def status(request: SlashCommand, runtime: Runtime) -> Message:
     if not request.argument:
         raise BadInput(f"Which state? Try `{COMMAND} status bucket/path/to/terraform.tfstate`.")
     lock = runtime.directory.status(request.argument)
-    return status_message(lock_facts(lock, runtime.clock(), runtime.settings.stale_after))
+    facts = lock_facts(lock, runtime.clock(), runtime.settings.stale_after)
+    runtime.record_lookup(
+        AuditAction.STATUS,
+        actor=request.user_id,
+        channel=request.channel_id,
+        state_address=facts.address,
+        lock_id=facts.lock_id,
+        detail={"locked": facts.locked, "age_seconds": facts.age_seconds},
+    )
+    return status_message(facts)
 
 
 def list_locks(request: SlashCommand, runtime: Runtime) -> Message:
@@ -79,14 +113,21 @@ def list_locks(request: SlashCommand, runtime: Runtime) -> Message:
     if argument == "stale":
         facts = [f for f in facts if f.stale]
     problems = [f"{p.backend}: {p.message}" for p in listing.problems]
+    runtime.record_lookup(
+        AuditAction.LIST,
+        actor=request.user_id,
+        channel=request.channel_id,
+        detail={"locks": len(facts), "stale_only": argument == "stale", "problems": len(problems)},
+    )
     return list_message(facts, problems, stale_only=argument == "stale")
 
 
 ANSWERS: dict[str, Callable[[SlashCommand, Runtime], Message]] = {"status": status, "list": list_locks}
 
 
-def _answer(respond: Respond, message: Message) -> None:
-    respond(response_type="in_channel", replace_original=False, **message.as_kwargs())
+def _answer(respond: Respond, message: Message, *, ephemeral: bool = False) -> None:
+    kind = "ephemeral" if ephemeral else "in_channel"
+    respond(response_type=kind, replace_original=False, **message.as_kwargs())
 
 
 def _count(runtime: Runtime, command: str, outcome: str) -> None:

@@ -2,24 +2,38 @@
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from slack_sdk.models.blocks import (
     ActionsBlock,
     Block,
     ButtonElement,
+    ConfirmObject,
     ContextBlock,
     DividerBlock,
     HeaderBlock,
+    InputBlock,
     MarkdownTextObject,
+    PlainTextInputElement,
     PlainTextObject,
     SectionBlock,
 )
+from slack_sdk.models.views import View
 
+from bot.durations import format_age
 from bot.locks.facts import LockFacts
-from bot.slack.ids import COMMAND, Action
+from bot.locks.lockinfo import LockInfoError, parse_lock_info
+from bot.locks.model import Store
+from bot.slack.ids import COMMAND, Action, Callback
+from bot.slack.ids import Block as BlockId
+from bot.slack.ids import Field as FieldId
+from bot.unlock.models import RequestView, Status
+from bot.unlock.policy import MAX_REASON_CHARS
 
 MAX_LISTED = 40  # Slack allows 50 blocks a message; the rest is summarised
 MAX_TEXT = 2900  # section text limit is 3000
@@ -152,3 +166,137 @@ def help_message(problem: str | None = None) -> Message:
 
 def error_message(text: str) -> Message:
     return Message(text, (SectionBlock(text=MarkdownTextObject(text=_clip(f":warning: {escape(text)}"))),))
+
+
+# -- force-unlock requests -------------------------------------------------------------------------
+_USER_ID = re.compile(r"[UW][A-Z0-9]{2,20}")
+_FINAL = {
+    Status.EXECUTED: ":white_check_mark: *Released*",
+    Status.SUPERSEDED: ":no_entry: *Not released — the lock changed since the request*",
+    Status.ALREADY_RELEASED: ":information_source: *Nothing to release — the lock was already gone*",
+    Status.FAILED: ":x: *Release failed*",
+    Status.REJECTED: ":no_entry_sign: *Rejected*",
+    Status.CANCELLED: ":leftwards_arrow_with_hook: *Cancelled by the requester*",
+    Status.EXPIRED: ":hourglass: *Expired without enough approvals*",
+    Status.APPROVED: ":gear: *Approved — releasing…*",
+    Status.EXECUTING: ":gear: *Approved — releasing…*",
+}
+
+
+def mention(user_id: str | None) -> str:
+    if user_id is None:
+        return "tflock"
+    return f"<@{user_id}>" if _USER_ID.fullmatch(user_id) else escape(user_id)
+
+
+def slack_time(moment: datetime) -> str:
+    """Shown in each reader's own time zone, with a UTC fallback for clients that cannot."""
+    fallback = moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return f"<!date^{int(moment.timestamp())}^{{date_short_pretty}} {{time}}|{fallback}>"
+
+
+def approval_message(request: RequestView, now: datetime) -> Message:
+    """The request as the channel sees it: lock facts, who asked and why, approvals, and buttons while pending."""
+    try:
+        info = parse_lock_info(request.raw_info)
+    except LockInfoError:
+        info = None
+    held = {Store.TABLE: "DynamoDB table", Store.LOCKFILE: "S3 lock file"}
+    age = format_age(now - info.created) if info is not None and info.created is not None else "unknown"
+    fields = [
+        _field("Lock ID", code(request.lock_id) if request.lock_id else "unreadable"),
+        _field("Who", escape(info.who) if info else "unknown"),
+        _field("Operation", escape(info.operation_words) if info else "unknown"),
+        _field("Held for", escape(age)),
+        _field("Held in", escape(", ".join(held[s] for s in request.held_in))),
+        _field("Approvals", f"{len(request.approvers)} of {request.approvals_required}"),
+    ]
+    pending = request.status is Status.PENDING
+    title = (
+        ":rotating_light: *Force-unlock requested* for " + code(request.address)
+        if pending
+        else f"{_FINAL.get(request.status, escape(request.status.value))} · force-unlock of {code(request.address)}"
+    )
+    lines = [title, f"Requested by {mention(request.requester)}: “{escape(request.reason)}”"]
+    if request.approvers:
+        lines.append("Approved by " + ", ".join(mention(a) for a in request.approvers))
+    if request.status in {Status.REJECTED, Status.CANCELLED} and request.decided_by:
+        lines.append(f"{request.status.value.capitalize()} by {mention(request.decided_by)}")
+    if request.outcome:
+        lines.append(escape(request.outcome))
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines))), fields=fields)]
+    if pending:
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=f"Expires {slack_time(request.expires_at)} · a second person must approve · "
+                        f"only this exact lock will be deleted"
+                    )
+                ]
+            )
+        )
+        blocks.append(ActionsBlock(elements=approval_buttons(request)))
+    summary = "requested" if pending else request.status.value.replace("_", " ")
+    return Message(f"Force-unlock of {request.address}: {summary}", tuple(blocks))
+
+
+def approval_buttons(request: RequestView) -> list[ButtonElement]:
+    confirm = ConfirmObject(
+        title="Release this lock?",
+        text=MarkdownTextObject(
+            text=f"tflock will delete the lock on {code(request.address)} "
+            f"(ID {code(request.lock_id or 'unreadable')}) if it is still exactly the lock that was requested. "
+            "A run that still holds it could corrupt the state."
+        ),
+        confirm="Approve and release",
+        deny="Not yet",
+        style="danger",
+    )
+    return [
+        ButtonElement(text="Approve", action_id=Action.APPROVE, value=request.id, style="primary", confirm=confirm),
+        ButtonElement(text="Reject", action_id=Action.REJECT, value=request.id, style="danger"),
+        ButtonElement(text="Cancel", action_id=Action.CANCEL, value=request.id),
+    ]
+
+
+def decision_reply(request: RequestView, actor: str | None, action: str) -> str:
+    """The thread reply for one decision, in plain text with mentions."""
+    who = mention(actor)
+    if action == "approved" and request.status is Status.PENDING:
+        return f":ballot_box_with_check: {who} approved ({len(request.approvers)} of {request.approvals_required})."
+    final = _FINAL.get(request.status, request.status.value)
+    outcome = f" {escape(request.outcome)}" if request.outcome else ""
+    by = f" ({who})" if actor else ""
+    return f"{final}{by}.{outcome}"
+
+
+def reason_modal(address: str, channel: str | None) -> View:
+    """Asks for the reason when someone clicks Request force-unlock; the state travels in private_metadata."""
+    return View(
+        type="modal",
+        callback_id=Callback.UNLOCK_REASON,
+        title=PlainTextObject(text="Request force-unlock"),
+        submit=PlainTextObject(text="Request"),
+        close=PlainTextObject(text="Cancel"),
+        private_metadata=json.dumps({"address": address, "channel": channel}),
+        blocks=[
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=f"Ask for the lock on {code(address)} to be released. A second person must approve, "
+                    "and only the lock held right now will be deleted."
+                )
+            ),
+            InputBlock(
+                block_id=BlockId.REASON,
+                label=PlainTextObject(text="Why is this lock stale?"),
+                element=PlainTextInputElement(
+                    action_id=FieldId.REASON,
+                    multiline=True,
+                    min_length=1,
+                    max_length=MAX_REASON_CHARS,
+                    placeholder=PlainTextObject(text="The CI job that held it was cancelled at 14:02 (link)…"),
+                ),
+            ),
+        ],
+    )

@@ -3,36 +3,17 @@ listeners must answer envelopes delivered over the socket (there is no Slack to 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
-import pytest
 from slack_bolt import BoltRequest
 
-from bot.locks.backends import load_backends
-from bot.locks.directory import LockDirectory
-from bot.runtime import Runtime
-from bot.settings import load_settings
-from bot.slack.app import build_app
-from tests.conftest import BUCKET, TABLE
+from bot.slack.app import SlackBot
+from tests.conftest import BUCKET
 from tests.fakeslack import FakeSlack
 from tests.terraform import TerraformBackend, ago
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
-
-
-def test_slash_command_over_the_socket(tf: TerraformBackend, slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_slash_command_over_the_socket(tf: TerraformBackend, slack: FakeSlack, slackbot: SlackBot) -> None:
     lock = tf.lock("network/terraform.tfstate", created=ago(hours=1))
-    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-socket")
-    monkeypatch.setenv("SLACK_APP_TOKEN", "xapp-socket")
-    monkeypatch.setenv("SLACK_API_URL", slack.api_url)
-    monkeypatch.setenv("TFLOCK_DYNAMODB_TABLE", TABLE)
-    settings = load_settings()
-    app = build_app(Runtime(settings=settings, directory=LockDirectory(load_backends(settings))))
+    app = slackbot.app
     envelope_payload = {  # the `payload` of a slash_commands envelope
         "command": "/tflock",
         "text": f"status {BUCKET}/network/terraform.tfstate",

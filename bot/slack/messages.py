@@ -1,0 +1,71 @@
+"""The narrow port through which the bot writes to channels: post, update in place, reply in thread, whisper."""
+
+from __future__ import annotations
+
+import logging
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.errors import TflockError
+from bot.slack.views import approval_message, decision_reply
+from bot.unlock.models import RequestView
+from bot.unlock.workflow import UnlockWorkflow
+
+log = logging.getLogger(__name__)
+
+
+class SlackUnavailable(TflockError):
+    """Slack refused or could not take a message; the text says why."""
+
+
+class ApprovalMessages:
+    def __init__(self, client: WebClient, workflow: UnlockWorkflow) -> None:
+        self.client = client
+        self.workflow = workflow
+
+    def post(self, request: RequestView, channel: str) -> RequestView:
+        """Post the approval message and remember channel + ts so every later state replaces it in place."""
+        message = approval_message(request, self.workflow.clock())
+        try:
+            response = self.client.chat_postMessage(channel=channel, **message.as_kwargs())
+        except SlackApiError as exc:
+            error = exc.response.get("error", "error")
+            hint = (
+                " — invite the bot to the channel (/invite @tflock)"
+                if error in {"not_in_channel", "channel_not_found"}
+                else ""
+            )
+            raise SlackUnavailable(f"Slack would not post the request in this channel ({error}){hint}.") from None
+        return self.workflow.attach_message(request.id, str(response["channel"]), str(response["ts"]))
+
+    def show(
+        self, request: RequestView, actor: str | None, action: str, clicked_on: tuple[str, str] | None = None
+    ) -> None:
+        """Replace the approval message with the request's current state and add a thread reply.
+
+        `clicked_on` (channel, ts of the message a button was on) is used only when the stored location
+        is not there yet: a click can arrive before the post's ts has been saved.
+        """
+        channel, ts = request.channel, request.message_ts
+        if (not channel or not ts) and clicked_on is not None:
+            channel, ts = clicked_on
+        if not channel or not ts:
+            log.warning("request %s has no stored message to update", request.id)
+            return
+        message = approval_message(request, self.workflow.clock())
+        try:
+            self.client.chat_update(channel=channel, ts=ts, **message.as_kwargs())
+            self.client.chat_postMessage(channel=channel, thread_ts=ts, text=decision_reply(request, actor, action))
+        except SlackApiError as exc:
+            # The database is the record; a message that could not be updated is logged, not fatal.
+            log.error("could not update the message of request %s: %s", request.id, exc.response.get("error"))
+
+    def whisper(self, channel: str | None, user: str, text: str) -> None:
+        """An ephemeral note to one person, where there is no response_url (modal submissions)."""
+        if not channel:
+            return
+        try:
+            self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+        except SlackApiError as exc:
+            log.error("could not tell %s: %s (%s)", user, text, exc.response.get("error"))
