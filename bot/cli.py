@@ -9,12 +9,14 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlalchemy.engine import make_url
 
 from bot import __version__
 from bot.db import upgrade_to_head
 from bot.errors import TflockError
+from bot.locks.address import parse_address
 from bot.locks.backends import load_backends
 from bot.locks.directory import LockDirectory
 from bot.locks.facts import LockFacts, lock_facts, render_text
@@ -98,6 +100,50 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _audit_sessions(settings: Settings) -> Any:
+    from bot.db import make_engine, make_sessions  # noqa: PLC0415 (SQLAlchemy loads only when needed)
+
+    return make_sessions(make_engine(settings.database_url))
+
+
+def cmd_audit_query(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.audit.query import AuditFilter, parse_action, parse_actor, parse_moment, stream_events, write_events  # noqa: PLC0415
+
+    now = datetime.now(UTC)
+    where = AuditFilter(
+        state=parse_address(args.state).lock_id if args.state else None,
+        actor=parse_actor(args.actor) if args.actor else None,
+        action=parse_action(args.action) if args.action else None,
+        since=parse_moment(args.since, now, what="--since") if args.since else None,
+        until=parse_moment(args.until, now, what="--until") if args.until else None,
+    )
+    write_events(stream_events(_audit_sessions(settings), where), sys.stdout, args.format)
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.audit.chain import verify_chain  # noqa: PLC0415
+
+    result = verify_chain(_audit_sessions(settings))
+    print(f"tflock-bot: {result.summary()}", file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+def cmd_audit_report(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.audit.query import parse_moment  # noqa: PLC0415
+    from bot.audit.report import build_report, render_report  # noqa: PLC0415
+
+    now = datetime.now(UTC)
+    report = build_report(
+        _audit_sessions(settings),
+        since=parse_moment(args.since, now, what="--since"),
+        until=parse_moment(args.until, now, what="--until") if args.until else now,
+        state=parse_address(args.state).lock_id if args.state else None,
+    )
+    print(render_report(report))
+    return 0
+
+
 def _safe_url(url: str) -> str:
 
     return make_url(url).render_as_string(hide_password=True)
@@ -121,6 +167,25 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.required = True
     upgrade = db_sub.add_parser("upgrade", help="migrate the database to the newest schema (Alembic head)")
     upgrade.set_defaults(func=cmd_db_upgrade)
+
+    audit = sub.add_parser("audit", help="the audit trail: query, verify, report")
+    audit_sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND", parser_class=_Parser)
+    audit_sub.required = True
+    query = audit_sub.add_parser("query", help="matching events, oldest first, streamed")
+    query.add_argument("--state", help="a state address (bucket/key or s3://bucket/key)")
+    query.add_argument("--actor", help="a Slack user ID (U…)")
+    query.add_argument("--action", help="requested, approved, refused, executed, …")
+    query.add_argument("--since", help="a duration back from now (7d, 12h) or a date/time (2026-06-01)")
+    query.add_argument("--until", help="as --since; exclusive")
+    query.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    query.set_defaults(func=cmd_audit_query)
+    verify = audit_sub.add_parser("verify", help="check the hash chain; exit 0 when intact")
+    verify.set_defaults(func=cmd_audit_verify)
+    report = audit_sub.add_parser("report", help="force-unlocks per state and month, people, ages, refusals")
+    report.add_argument("--since", default="90d", help="a duration back from now or a date (default 90d)")
+    report.add_argument("--until", help="as --since; default now")
+    report.add_argument("--state", help="only this state")
+    report.set_defaults(func=cmd_audit_report)
 
     status = sub.add_parser("status", help="who holds a state's lock, since when")
     status.add_argument(

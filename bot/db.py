@@ -2,12 +2,15 @@
 
 SQLite is the embedded default and PostgreSQL (psycopg 3) the production database. Every write
 transaction on SQLite starts with `BEGIN IMMEDIATE`, so two writers queue on `busy_timeout` instead of
-one failing with "database is locked" when it upgrades a read lock.
+one failing with "database is locked" when it upgrades a read lock. Long reads (exports, `audit verify`)
+use `reading()`, a plain deferred transaction there, so they never hold the write lock.
 """
 
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -23,6 +26,7 @@ from bot.errors import TflockError
 if TYPE_CHECKING:
     from alembic.config import Config
 
+
 def _migrations() -> Path:
     """Installed: the wheel's bot/migrations; from a checkout: the repository's migrations/ (same files)."""
     spec = importlib.util.find_spec("bot.migrations")
@@ -35,6 +39,8 @@ MIGRATIONS = _migrations()
 SQLITE_BUSY_TIMEOUT_MS = 15_000
 # Replicas starting together run migrations one at a time (any constant both sides agree on).
 MIGRATION_LOCK_KEY = 0x7F10C4
+# Execution option of `reading()` sessions: on SQLite their transaction starts with a deferred BEGIN.
+READ_ONLY = "tflock_read_only"
 
 _NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -95,6 +101,21 @@ def make_engine(url: str | URL, **kwargs: Any) -> Engine:
 def make_sessions(engine: Engine) -> sessionmaker[Session]:
     # Objects stay readable after commit: views are built from them once the transaction has ended.
     return sessionmaker(engine, expire_on_commit=False)
+
+
+@contextmanager
+def reading(sessions: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads that may be long, streamed through a cursor; it must not write.
+
+    SQLite: a WAL reader (a deferred transaction), which sees one snapshot and never blocks the bot's
+    writers. PostgreSQL: cursors are planned for every row, not the first tenth (`cursor_tuple_fraction`);
+    otherwise the planner walks the primary key in id order instead of using the filter's index.
+    """
+    with sessions() as session:
+        connection = session.connection(execution_options={READ_ONLY: True})
+        if connection.dialect.name == "postgresql":
+            session.execute(text("SET LOCAL cursor_tuple_fraction = 1.0"))
+        yield session
 
 
 def upgrade_to_head(url: str | URL) -> None:
@@ -159,6 +180,8 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # IMMEDIATE takes the write lock up front: the audit writer relies on it to append to the hash chain.
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine

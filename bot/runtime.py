@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.audit.models import AuditAction
-from bot.audit.writer import record_lookup
-from bot.db import check_database, make_engine, make_sessions
+from bot.audit.writer import record_event, record_lookup
+from bot.db import check_database, describe_error, make_engine, make_sessions
 from bot.errors import TflockError
 from bot.locks import aws
 from bot.locks.backends import load_backends
@@ -45,6 +46,22 @@ class Runtime:
         except TflockError as exc:
             self.metrics.audit_failures.inc()
             log.error("%s", exc)
+
+    def record_refusal(self, why: str, *, actor: str, channel: str | None, **detail: Any) -> None:
+        """A refusal outside the unlock workflow (e.g. a non-auditor asking for the trail)."""
+        try:
+            with self.sessions.begin() as session:
+                record_event(
+                    session,
+                    AuditAction.REFUSED,
+                    at=self.clock(),
+                    actor=actor,
+                    channel=channel,
+                    detail={"why": why, **detail},
+                )
+        except SQLAlchemyError as exc:
+            self.metrics.audit_failures.inc()
+            log.error("could not record a refusal (%s): %s", why, describe_error(exc))
 
     def not_ready(self) -> list[str]:
         problems = []

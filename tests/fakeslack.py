@@ -51,7 +51,10 @@ class FakeSlack:
                 length = int(self.headers.get("Content-Length") or 0)
                 raw = self.rfile.read(length).decode("utf-8") if length else ""
                 query = urllib.parse.urlsplit(self.path).query
-                body = fake._parse(raw or query, self.headers.get("Content-Type", ""))
+                if self.path.startswith("/upload/"):  # a file's bytes, not a form
+                    body: dict[str, Any] = {"_raw": raw}
+                else:
+                    body = fake._parse(raw or query, self.headers.get("Content-Type", ""))
                 auth = self.headers.get("Authorization", "")
                 token = auth.removeprefix("Bearer ") if auth else body.get("token")
                 path = urllib.parse.urlsplit(self.path).path
@@ -127,7 +130,7 @@ class FakeSlack:
         with self._lock:
             self.calls.append(Call(path, body, time.monotonic(), token))
             self._lock.notify_all()
-        if path.startswith("/response/"):
+        if path.startswith(("/response/", "/upload/")):
             return "ok"
         method = path.removeprefix("/api/")
         if method in self.fail:
@@ -156,6 +159,14 @@ class FakeSlack:
         if method == "users.info":
             user = str(body.get("user"))
             return {"ok": True, "user": self.users.get(user, {"id": user, "is_bot": False, "name": user.lower()})}
+        if method == "users.list":  # `self.users` in insertion order, paged by `limit` with an index cursor
+            members = list(self.users.values())
+            start = int(body.get("cursor") or 0)
+            end = start + (int(body.get("limit") or 0) or len(members) or 1)
+            next_cursor = str(end) if end < len(members) else ""
+            return {"ok": True, "members": members[start:end], "response_metadata": {"next_cursor": next_cursor}}
+        if method == "conversations.open":
+            return {"ok": True, "channel": {"id": "D" + str(body.get("users", "")).split(",")[0][1:]}}
         if method == "views.open":
             return {"ok": True, "view": {"id": "V0001", **(body.get("view") or {})}}
         if method == "files.getUploadURLExternal":

@@ -1,1 +1,2 @@
-"""The append-only audit trail: SQLAlchemy models and the one writer — no Slack."""
+"""The append-only audit trail: SQLAlchemy models, the one writer with its hash chain, verify, queries, the
+report — no Slack."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -55,9 +56,34 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_CHARS))
     channel: Mapped[str | None] = mapped_column(String(CHANNEL_CHARS))
     detail: Mapped[dict[str, Any]]
-    # The hash chain (SPEC §6) is filled by a later migration and the writer; nullable until then.
-    prev_hash: Mapped[str | None] = mapped_column(String(64))
-    hash: Mapped[str | None] = mapped_column(String(64))
+    # The hash chain (SPEC §6, bot/audit/chain.py): the previous event's hash and this one's, SHA-256 hex.
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
 
     def __repr__(self) -> str:
         return f"AuditEvent(id={self.id}, action={self.action!r}, actor={self.actor!r}, request={self.request_id!r})"
+
+
+@dataclass(frozen=True, slots=True)
+class AuditRecord:
+    """A stored event as plain values, detached from any session: what queries, exports and verify read."""
+
+    id: int
+    at: datetime
+    action: str
+    actor: str | None
+    state_address: str | None
+    lock_id: str | None
+    request_id: str | None
+    channel: str | None
+    detail: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @classmethod
+    def of(cls, event: AuditEvent) -> AuditRecord:
+        return cls(*(getattr(event, name) for name in cls.__dataclass_fields__))
+
+
+# The columns of AuditRecord, in its field order, for `select(*RECORD_COLUMNS)`.
+RECORD_COLUMNS = tuple(AuditEvent.__table__.c[name] for name in AuditRecord.__dataclass_fields__)

@@ -1,8 +1,9 @@
 """The one place an audit event is written. Callers pass their own session, so an event commits (or not)
-together with the state change it records; the hash chain of SPEC §6 will be added here and only here."""
+together with the state change it records, chained to the event before it (bot/audit/chain.py)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -10,6 +11,7 @@ from typing import Any, Literal
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from bot.audit.chain import event_hash, next_link
 from bot.audit.models import (
     ACTOR_CHARS,
     ADDRESS_CHARS,
@@ -40,19 +42,27 @@ def record_event(
     channel: str | None = None,
     detail: Mapping[str, Any] | None = None,
 ) -> AuditEvent:
-    """Append one event in the caller's transaction; flushed now so a failing database fails the caller."""
+    """Append one event in the caller's transaction; flushed now so a failing database fails the caller.
+
+    From here until the caller's transaction ends, other appends wait (the chain is one line), so callers
+    commit promptly and call no network service in between.
+    """
     if at.tzinfo is None:
         raise ValueError("audit times are aware UTC datetimes")
-    event = AuditEvent(
-        at=at.astimezone(UTC),
-        action=AuditAction(action).value,
-        actor=storable(actor, ACTOR_CHARS),
-        state_address=storable(state_address, ADDRESS_CHARS),
-        lock_id=storable(lock_id, LOCK_ID_CHARS),
-        request_id=storable(request_id, REQUEST_ID_CHARS),
-        channel=storable(channel, CHANNEL_CHARS),
-        detail=_plain(dict(detail or {})),
-    )
+    fields: dict[str, Any] = {
+        "at": at.astimezone(UTC),
+        "action": AuditAction(action).value,
+        # Empty text is stored as NULL, so an empty cell in an export means exactly that.
+        "actor": storable(actor, ACTOR_CHARS) or None,
+        "state_address": storable(state_address, ADDRESS_CHARS) or None,
+        "lock_id": storable(lock_id, LOCK_ID_CHARS) or None,
+        "request_id": storable(request_id, REQUEST_ID_CHARS) or None,
+        "channel": storable(channel, CHANNEL_CHARS) or None,
+        "detail": _plain(dict(detail or {})),
+    }
+    link = next_link(session)
+    event = AuditEvent(id=link.id, prev_hash=link.prev_hash, **fields)
+    event.hash = event_hash(id=link.id, prev_hash=link.prev_hash, **fields)
     session.add(event)
     session.flush()
     return event
@@ -100,10 +110,12 @@ def _plain(value: Any) -> Any:
         return storable(value, MAX_DETAIL_TEXT)
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)  # JSON has no NaN or Infinity
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {storable(str(key), MAX_DETAIL_TEXT): _plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple | set | frozenset):
         return [_plain(item) for item in value]
     return storable(str(value), MAX_DETAIL_TEXT)

@@ -8,12 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
+from slack_sdk import WebClient
 
 from bot.audit.models import AuditAction
 from bot.errors import BadInput
 from bot.locks.facts import lock_facts
 from bot.runtime import Runtime
 from bot.slack.actions import open_request
+from bot.slack.audit import audit
 from bot.slack.errors import errors_told
 from bot.slack.ids import COMMAND
 from bot.slack.messages import ApprovalMessages
@@ -51,6 +53,7 @@ def tflock_command(
     workflow: UnlockWorkflow,
     messages: ApprovalMessages,
     people: People,
+    client: WebClient,
 ) -> None:
     started = time.monotonic()
     request = SlashCommand.parse(command)
@@ -76,6 +79,15 @@ def tflock_command(
             )
             _count(runtime, "unlock", "ok")
             _answer(respond, Message(f"Asked for approval of the force-unlock of {opened.address}."), ephemeral=True)
+        return
+    if request.subcommand == "audit":
+        ack()
+        with errors_told(command, respond, runtime):
+            answer = audit(
+                runtime, people, client, user=request.user_id, channel=request.channel_id, argument=request.argument
+            )
+            _answer(respond, answer, ephemeral=True)
+            _count(runtime, "audit", "ok")
         return
     if request.subcommand == "help":
         ack(**help_message().as_kwargs())

@@ -25,6 +25,8 @@ from slack_sdk.models.blocks import (
 )
 from slack_sdk.models.views import View
 
+from bot.audit.models import AuditRecord
+from bot.audit.query import note
 from bot.durations import format_age
 from bot.locks.facts import LockFacts
 from bot.locks.lockinfo import LockInfoError, parse_lock_info
@@ -45,7 +47,8 @@ class Message:
     blocks: tuple[Block, ...] = ()
 
     def as_kwargs(self) -> dict[str, Any]:
-        return {"text": self.text, "blocks": [block.to_dict() for block in self.blocks]}
+        # `text` is the notification and may carry untrusted words (a lock's Who): it must not ping anyone.
+        return {"text": escape(self.text), "blocks": [block.to_dict() for block in self.blocks]}
 
 
 def escape(text: str) -> str:
@@ -300,3 +303,30 @@ def reason_modal(address: str, channel: str | None) -> View:
             ),
         ],
     )
+
+
+def audit_message(records: Sequence[AuditRecord], asked: str) -> Message:
+    """The latest matching audit events, newest first, for an auditor's eyes only."""
+    if not records:
+        return Message(
+            "No matching audit events.", (SectionBlock(text=MarkdownTextObject(text="No matching audit events.")),)
+        )
+    lines = []
+    for record in records:
+        where = f" on {code(record.state_address)}" if record.state_address else ""
+        why = note(record)
+        lines.append(
+            f"`{record.at:%Y-%m-%d %H:%M}` *{escape(record.action)}* by {mention(record.actor)}{where}"
+            + (f" — {escape(why[:150])}" if why else "")
+        )
+    header = f"Latest {len(records)} audit events" + (f" for `{escape(asked[:100])}`" if asked.strip() else "")
+    blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_clip(header)))]
+    chunk: list[str] = []
+    for line in lines:  # sections hold 3,000 characters: split the list across several
+        if sum(len(item) + 1 for item in chunk) + len(line) > MAX_TEXT:
+            blocks.append(SectionBlock(text=MarkdownTextObject(text="\n".join(chunk))))
+            chunk = []
+        chunk.append(line)
+    blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(chunk)))))
+    blocks.append(ContextBlock(elements=[MarkdownTextObject(text="Add `csv` for every matching event as a file.")]))
+    return Message(header, tuple(blocks))

@@ -8,7 +8,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.audit.models import AuditAction
+from bot.audit.chain import GENESIS, record_hash
+from bot.audit.models import AuditAction, AuditRecord
 from bot.audit.writer import AuditUnavailable, record_event, record_lookup
 from bot.unlock.models import Status
 from tests.database import audit_trail
@@ -43,7 +44,7 @@ def test_every_field_is_written_and_read_back(sessions: sessionmaker[Session]) -
         "ok": True,
         "x": None,
     }
-    assert (event.prev_hash, event.hash) == (None, None)  # the hash chain arrives with a later migration
+    assert event.prev_hash == GENESIS and event.hash == record_hash(AuditRecord.of(event))  # the first link
 
 
 def test_events_keep_their_order(sessions: sessionmaker[Session]) -> None:

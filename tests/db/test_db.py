@@ -9,14 +9,23 @@ from pathlib import Path
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 import bot.audit.models
 import bot.unlock.models
-from bot.db import Base, DatabaseUnavailable, check_database, engine_url, make_engine, upgrade_to_head
+from bot.db import (
+    Base,
+    DatabaseUnavailable,
+    alembic_config,
+    check_database,
+    engine_url,
+    make_engine,
+    upgrade_to_head,
+)
 from tests.database import POSTGRES_URL, postgres_schema
 
-TABLES = {"alembic_version", "audit_events", "unlock_requests", "unlock_approvals"}
+TABLES = {"alembic_version", "audit_events", "unlock_requests", "unlock_approvals", "watch_alerts"}
 
 
 def test_migrations_upgrade_an_empty_database_to_head(database_url: str) -> None:
@@ -29,9 +38,10 @@ def test_migrations_upgrade_an_empty_database_to_head(database_url: str) -> None
         indexes = {tuple(ix["column_names"]) for ix in inspector.get_indexes("audit_events")}
         assert {("state_address", "at"), ("actor", "at"), ("action", "at")} <= indexes
         columns = {c["name"]: c for c in inspector.get_columns("audit_events")}
-        assert columns["prev_hash"]["nullable"] and columns["hash"]["nullable"]
+        assert not columns["prev_hash"]["nullable"] and not columns["hash"]["nullable"]  # the chain (0003)
+        head = ScriptDirectory.from_config(alembic_config()).get_current_head()
         with engine.connect() as connection:
-            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == "0002"
+            assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar_one() == head
         upgrade_to_head(database_url)  # a second start finds nothing to do
     finally:
         engine.dispose()

@@ -21,6 +21,7 @@ SCOPES = {
     "chat_postEphemeral": "chat:write",
     "usergroups_users_list": "usergroups:read",
     "users_info": "users:read",
+    "users_list": "users:read",  # the stale-lock alert's holder (profile.email only with users:read.email)
     "views_open": None,
     "views_update": None,
     "files_getUploadURLExternal": "files:write",

@@ -42,8 +42,10 @@ def test_status_blocks_show_the_facts_and_the_button() -> None:
 
 def test_untrusted_text_is_escaped() -> None:
     _, facts = facts_for(who="<!channel> & <@U123>")
-    text = str(status_message(facts).as_kwargs()["blocks"])
+    message = status_message(facts).as_kwargs()
+    text = str(message["blocks"])
     assert "<!channel>" not in text and "&lt;!channel&gt; &amp; &lt;@U123&gt;" in text
+    assert "<!channel>" not in message["text"]  # the notification text must not ping either
     assert escape("a<b>&c") == "a&lt;b&gt;&amp;c"
 
 

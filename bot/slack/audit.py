@@ -1,0 +1,85 @@
+"""`/tflock audit [state] [since:7d] [until:…] [user:@x] [action:a] [csv]` — auditors only.
+
+The summary is ephemeral; with `csv` the matching rows go to the auditor in a direct message, uploaded
+with Slack's external upload API (files.getUploadURLExternal + files.completeUploadExternal).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from bot.audit.query import AuditFilter, export_csv, parse_action, parse_actor, parse_moment, summary
+from bot.errors import BadInput, TflockError
+from bot.locks.address import parse_address
+from bot.runtime import Runtime
+from bot.slack.ids import COMMAND
+from bot.slack.people import People
+from bot.slack.views import Message, audit_message
+
+SUMMARY_EVENTS = 20
+
+
+class NotAnAuditor(TflockError):
+    """The person asked for the audit trail without being an auditor."""
+
+
+@dataclass(frozen=True)
+class AuditQuery:
+    where: AuditFilter
+    csv: bool
+
+
+def parse_audit(argument: str, runtime: Runtime, now: datetime) -> AuditQuery:
+    fields: dict[str, object] = {}
+    want_csv = False
+    for word in argument.split():
+        key, sep, value = word.partition(":")
+        key = key.lower()
+        if word.lower() == "csv":
+            want_csv = True
+        elif sep and key == "since":
+            fields["since"] = parse_moment(value, now, what="since")
+        elif sep and key == "until":
+            fields["until"] = parse_moment(value, now, what="until")
+        elif sep and key in {"user", "actor"}:
+            fields["actor"] = parse_actor(value)
+        elif sep and key == "action":
+            fields["action"] = parse_action(value)
+        elif "state" not in fields and not (sep and key in {"since", "until", "user", "actor", "action"}):
+            fields["state"] = parse_address(word, runtime.directory.backends.aliases).lock_id
+        else:
+            raise BadInput(
+                f"“{word[:40]}” is not understood; use `{COMMAND} audit [state] [since:7d] [until:…] "
+                "[user:@someone] [action:approved] [csv]`"
+            )
+    return AuditQuery(AuditFilter(**fields), want_csv)  # type: ignore[arg-type]
+
+
+def audit(runtime: Runtime, people: People, client: WebClient, *, user: str, channel: str, argument: str) -> Message:
+    if not people.is_auditor(user):
+        runtime.record_refusal("not_auditor", actor=user, channel=channel, asked=argument[:500])
+        raise NotAnAuditor(
+            "Sorry — the audit trail is open to auditors only (TFLOCK_AUDITORS, or the approvers when that is "
+            "empty). Ask one of them, or your Slack admin to add you."
+        )
+    query = parse_audit(argument, runtime, runtime.clock())
+    if query.csv:
+        data, count = export_csv(runtime.sessions, query.where)
+        stamp = runtime.clock().strftime("%Y%m%dT%H%M%SZ")
+        try:
+            direct = client.conversations_open(users=user)["channel"]["id"]
+            client.files_upload_v2(
+                channel=direct,
+                content=data,
+                filename=f"tflock-audit-{stamp}.csv",
+                title=f"tflock audit trail ({count} events)",
+                initial_comment=f"The {count} audit events matching `{COMMAND} audit {argument}`.",
+            )
+        except SlackApiError as exc:
+            raise TflockError(f"Slack would not take the CSV file ({exc.response.get('error', 'error')}).") from None
+        return Message(f"Sent {count} matching events as a CSV file in a direct message.")
+    return audit_message(summary(runtime.sessions, query.where, SUMMARY_EVENTS), argument)
