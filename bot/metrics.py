@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+_SCAN_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
 
 
 @dataclass
@@ -42,4 +43,32 @@ class Metrics:
         )
         self.socket_connected = Gauge(
             "tflock_socket_mode_connected", "1 when the Socket Mode connection is up", registry=self.registry
+        )
+        # The stale-lock watchdog (bot/watch): what it saw at its last scan of each backend, and what it did.
+        self.locks_held = Gauge(
+            "tflock_locks_held", "Locks held at the last clean scan, by backend", ["backend"], registry=self.registry
+        )
+        self.oldest_lock_age = Gauge(
+            "tflock_oldest_lock_age_seconds",
+            "Age of the oldest lock held at the last clean scan (0 when none), by backend",
+            ["backend"],
+            registry=self.registry,
+        )
+        self.watch_alerts = Counter(
+            "tflock_watch_alerts",
+            "Watchdog messages sent: alert (stale lock), reminder, released (alert updated)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.watch_scan_seconds = Histogram(
+            "tflock_watch_scan_seconds",
+            "Time for one watchdog scan of every backend",
+            buckets=_SCAN_BUCKETS,
+            registry=self.registry,
+        )
+        self.watch_scan_errors = Counter(
+            "tflock_watch_scan_errors",
+            "Watchdog scans of a backend that failed (all = the whole scan failed)",
+            ["backend"],
+            registry=self.registry,
         )

@@ -14,10 +14,12 @@ from slack_bolt.error import BoltError
 from slack_sdk.errors import SlackApiError, SlackClientError
 from waitress.server import create_server
 
+from bot.audit.chain import verify_in_background
 from bot.db import upgrade_to_head
 from bot.errors import TflockError
 from bot.runtime import Runtime, build_runtime
 from bot.settings import Settings, SettingsError
+from bot.slack.alerts import start_watchdog
 from bot.slack.app import SlackBot, build_bot
 from bot.web import WebApp
 
@@ -48,6 +50,11 @@ def serve(settings: Settings, *, migrate: bool = True) -> int:
         web = WebApp(runtime, SlackRequestHandler(bot.app))
     sweeper = threading.Thread(target=_sweep, args=(bot, stop), name="tflock-sweeper", daemon=True)
     sweeper.start()
+    # The chain is re-checked at every start; a broken one is logged as a warning, never blocks serving.
+    threading.Thread(
+        target=verify_in_background, args=(runtime.sessions, log), name="tflock-audit-verify", daemon=True
+    ).start()
+    watchdog = start_watchdog(bot, stop)  # None when TFLOCK_WATCH_CHANNEL is unset
 
     server = create_server(
         web,
@@ -72,6 +79,8 @@ def serve(settings: Settings, *, migrate: bool = True) -> int:
             socket_handler.close()  # type: ignore[no-untyped-call]
         server.close()
         sweeper.join(timeout=10)
+        if watchdog is not None:
+            watchdog.join(timeout=10)
         log.info("tflock stopped")
     return 0
 
