@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -22,6 +23,9 @@ from bot.metrics import Metrics
 from bot.settings import Settings
 
 log = logging.getLogger(__name__)
+# A status costs ~5 ms of CPU and tens of ms of AWS round trips: a few threads saturate one GIL, and
+# more only add queueing and unfairness (bench/slash_latency.py measured p99 falling 4-5x at 8 vs 32).
+WORK_THREADS = 8
 Clock = Callable[[], datetime]
 ReadinessCheck = Callable[[], str | None]  # None when ready, else what is wrong
 
@@ -38,6 +42,10 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     clock: Clock = utc_now
     readiness: list[ReadinessCheck] = field(default_factory=list)
+    # The slow half of every Slack command (AWS, the database, Slack's Web API) runs here, off Bolt's threads.
+    work: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=WORK_THREADS, thread_name_prefix="tflock-work")
+    )
 
     def record_lookup(self, action: Literal[AuditAction.STATUS, AuditAction.LIST], **event: Any) -> None:
         """Look-ups go on the record too; one that cannot be recorded is logged and still answered."""

@@ -15,7 +15,7 @@ from slack_sdk import WebClient
 from bot.errors import BadInput
 from bot.locks.address import parse_address
 from bot.runtime import Runtime
-from bot.slack.errors import errors_told, tell
+from bot.slack.errors import after_ack, errors_told, tell
 from bot.slack.ids import Action, Block, Callback, Field
 from bot.slack.messages import ApprovalMessages
 from bot.slack.people import People
@@ -88,12 +88,16 @@ def reason_submitted(
     except (ValueError, KeyError, TypeError):
         tell(BadInput("this form was not one tflock made; nothing was done"), body, None, runtime)
         return
-    try:
-        open_request(workflow, messages, people, state=address, user=user, reason=reason, channel=channel)
-        runtime.metrics.requests.labels(command=Callback.UNLOCK_REASON, outcome="ok").inc()
-    except Exception as error:
-        tell(error, body, None, runtime)
-        messages.whisper(channel, user, f":warning: {error}")
+
+    def submit() -> None:
+        try:
+            open_request(workflow, messages, people, state=address, user=user, reason=reason, channel=channel)
+            runtime.metrics.requests.labels(command=Callback.UNLOCK_REASON, outcome="ok").inc()
+        except Exception as error:  # a modal has no response_url: whisper in the channel instead
+            tell(error, body, None, runtime)
+            messages.whisper(channel, user, f":warning: {error}")
+
+    runtime.work.submit(submit)
 
 
 def open_request(
@@ -128,26 +132,36 @@ def decision_clicked(
     people: People,
 ) -> None:
     ack()
-    with errors_told(body, respond, runtime):
-        user, request_id = _clicked(body)
-        action_id = str(action.get("action_id"))
-        try:
-            is_bot = people.is_bot(user)
-            if action_id == Action.APPROVE:
-                request = workflow.approve(request_id, user, is_bot=is_bot)
-                done = "approved"
-            elif action_id == Action.REJECT:
-                request, done = workflow.reject(request_id, user, is_bot=is_bot), "rejected"
-            else:
-                request, done = workflow.cancel(request_id, user, is_bot=is_bot), "cancelled"
-        except Exception as error:
-            # A refusal carries the request as it is now: keep its message truthful (e.g. just expired).
-            current = getattr(error, "request", None)
-            if getattr(error, "why", None) is RefusalCode.EXPIRED and isinstance(current, RequestView):
-                messages.show(current, None, current.status.value, _message(body))
-            raise
-        messages.show(request, user, done, _message(body))
-        runtime.metrics.requests.labels(command=action_id, outcome=request.status.value).inc()
+    after_ack(runtime, body, respond, lambda: decide(body, action, runtime, workflow, messages, people))
+
+
+def decide(
+    body: dict[str, Any],
+    action: dict[str, Any],
+    runtime: Runtime,
+    workflow: UnlockWorkflow,
+    messages: ApprovalMessages,
+    people: People,
+) -> None:
+    """Approve, Reject or Cancel, then show the outcome in place; refusals go to the clicker alone."""
+    user, request_id = _clicked(body)
+    action_id = str(action.get("action_id"))
+    try:
+        is_bot = people.is_bot(user)
+        if action_id == Action.APPROVE:
+            request, done = workflow.approve(request_id, user, is_bot=is_bot), "approved"
+        elif action_id == Action.REJECT:
+            request, done = workflow.reject(request_id, user, is_bot=is_bot), "rejected"
+        else:
+            request, done = workflow.cancel(request_id, user, is_bot=is_bot), "cancelled"
+    except Exception as error:
+        # A refusal carries the request as it is now: keep its message truthful (e.g. just expired).
+        current = getattr(error, "request", None)
+        if getattr(error, "why", None) is RefusalCode.EXPIRED and isinstance(current, RequestView):
+            messages.show(current, None, current.status.value, _message(body))
+        raise
+    messages.show(request, user, done, _message(body))
+    runtime.metrics.requests.labels(command=action_id, outcome=request.status.value).inc()
 
 
 def register(app: App) -> None:

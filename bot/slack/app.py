@@ -20,7 +20,7 @@ from bot.slack.people import People
 from bot.unlock.policy import UnlockPolicy
 from bot.unlock.workflow import UnlockWorkflow
 
-LISTENER_THREADS = 32
+LISTENER_THREADS = 8  # they only ack and hand off to the work pool (bot/runtime.py)
 
 
 @dataclass

@@ -16,7 +16,7 @@ from bot.locks.facts import lock_facts
 from bot.runtime import Runtime
 from bot.slack.actions import open_request
 from bot.slack.audit import audit
-from bot.slack.errors import errors_told
+from bot.slack.errors import after_ack
 from bot.slack.ids import COMMAND
 from bot.slack.messages import ApprovalMessages
 from bot.slack.people import People
@@ -61,42 +61,43 @@ def tflock_command(
         ack(**help_message(f"That command is {len(command['text']):,} characters long; nothing was done.").as_kwargs())
         _count(runtime, "unknown", "bad_input")
         return
-    if request.subcommand in ANSWERS:
-        ack()
-        with errors_told(command, respond, runtime):
-            _answer(respond, ANSWERS[request.subcommand](request, runtime))
-            _count(runtime, request.subcommand, "ok")
-            runtime.metrics.answer_seconds.labels(command=request.subcommand).observe(time.monotonic() - started)
+    answers: dict[str, Callable[[], tuple[Message, bool]]] = {  # (answer, ephemeral?)
+        "status": lambda: (status(request, runtime), False),
+        "list": lambda: (list_locks(request, runtime), False),
+        "unlock": lambda: (unlock(request, workflow, messages, people), True),
+        "audit": lambda: (
+            audit(runtime, people, client, user=request.user_id, channel=request.channel_id, argument=request.argument),
+            True,
+        ),
+    }
+    work = answers.get(request.subcommand)
+    if work is None:
+        if request.subcommand == "help":
+            ack(**help_message().as_kwargs())
+            _count(runtime, "help", "ok")
+        else:
+            ack(**help_message(f"Unknown command “{request.subcommand[:40]}”.").as_kwargs())
+            _count(runtime, "unknown", "bad_input")
         return
-    if request.subcommand == "unlock":
-        ack()
-        with errors_told(command, respond, runtime):
-            state, _, reason = request.argument.partition(" ")
-            if not state:
-                raise BadInput(f"Which state, and why? `{COMMAND} unlock <state> <reason…>`")
-            opened = open_request(
-                workflow, messages, people, state=state, user=request.user_id, reason=reason, channel=request.channel_id
-            )
-            _count(runtime, "unlock", "ok")
-            _answer(respond, Message(f"Asked for approval of the force-unlock of {opened.address}."), ephemeral=True)
-        return
-    if request.subcommand == "audit":
-        ack()
-        with errors_told(command, respond, runtime):
-            answer = audit(
-                runtime, people, client, user=request.user_id, channel=request.channel_id, argument=request.argument
-            )
-            _answer(respond, answer, ephemeral=True)
-            _count(runtime, "audit", "ok")
-        return
-    if request.subcommand == "help":
-        ack(**help_message().as_kwargs())
-    else:
-        shown = request.subcommand[:40]
-        ack(**help_message(f"Unknown command “{shown}”.").as_kwargs())
-        _count(runtime, "unknown", "bad_input")
-        return
-    _count(runtime, request.subcommand, "ok")
+    ack()
+
+    def answer() -> None:
+        message, ephemeral = work()
+        _answer(respond, message, ephemeral=ephemeral)
+        _count(runtime, request.subcommand, "ok")
+        runtime.metrics.answer_seconds.labels(command=request.subcommand).observe(time.monotonic() - started)
+
+    after_ack(runtime, command, respond, answer)
+
+
+def unlock(request: SlashCommand, workflow: UnlockWorkflow, messages: ApprovalMessages, people: People) -> Message:
+    state, _, reason = request.argument.partition(" ")
+    if not state:
+        raise BadInput(f"Which state, and why? `{COMMAND} unlock <state> <reason…>`")
+    opened = open_request(
+        workflow, messages, people, state=state, user=request.user_id, reason=reason, channel=request.channel_id
+    )
+    return Message(f"Asked for approval of the force-unlock of {opened.address}.")
 
 
 def status(request: SlashCommand, runtime: Runtime) -> Message:
@@ -132,9 +133,6 @@ def list_locks(request: SlashCommand, runtime: Runtime) -> Message:
         detail={"locks": len(facts), "stale_only": argument == "stale", "problems": len(problems)},
     )
     return list_message(facts, problems, stale_only=argument == "stale")
-
-
-ANSWERS: dict[str, Callable[[SlashCommand, Runtime], Message]] = {"status": status, "list": list_locks}
 
 
 def _answer(respond: Respond, message: Message, *, ephemeral: bool = False) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -52,6 +52,20 @@ def errors_told(body: dict[str, Any], respond: Respond | None, runtime: Runtime)
         yield
     except Exception as error:
         tell(error, body, respond, runtime)
+
+
+def after_ack(runtime: Runtime, body: dict[str, Any], respond: Respond | None, work: Callable[[], None]) -> None:
+    """Run a listener's slow part on the work pool, errors told to the person.
+
+    Bolt sends the ack only once a listener thread has called ack(); keeping AWS and Slack calls off
+    those threads means a slow or hung AWS never delays the acks of other commands.
+    """
+
+    def run() -> None:
+        with errors_told(body, respond, runtime):
+            work()
+
+    runtime.work.submit(run)
 
 
 def tell(error: Exception, body: dict[str, Any], respond: Respond | None, runtime: Runtime | None) -> None:
