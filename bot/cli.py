@@ -100,6 +100,13 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _state_filter(text: str | None, settings: Settings) -> str | None:
+    """--state in any form SPEC §2 accepts but a lock ID (the trail outlives locks): address, s3://, alias."""
+    if not text:
+        return None
+    return parse_address(text, load_backends(settings).aliases).lock_id
+
+
 def _audit_sessions(settings: Settings) -> Any:
     from bot.db import make_engine, make_sessions  # noqa: PLC0415 (SQLAlchemy loads only when needed)
 
@@ -111,7 +118,7 @@ def cmd_audit_query(args: argparse.Namespace, settings: Settings) -> int:
 
     now = datetime.now(UTC)
     where = AuditFilter(
-        state=parse_address(args.state).lock_id if args.state else None,
+        state=_state_filter(args.state, settings),
         actor=parse_actor(args.actor) if args.actor else None,
         action=parse_action(args.action) if args.action else None,
         since=parse_moment(args.since, now, what="--since") if args.since else None,
@@ -138,7 +145,7 @@ def cmd_audit_report(args: argparse.Namespace, settings: Settings) -> int:
         _audit_sessions(settings),
         since=parse_moment(args.since, now, what="--since"),
         until=parse_moment(args.until, now, what="--until") if args.until else now,
-        state=parse_address(args.state).lock_id if args.state else None,
+        state=_state_filter(args.state, settings),
     )
     print(render_report(report))
     return 0

@@ -74,6 +74,23 @@ def test_bad_setting_is_one_line_naming_the_variable(
     assert "\n" not in str(caught.value)
 
 
+def test_empty_or_wrong_slack_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "")  # an empty key in a Kubernetes Secret
+    monkeypatch.setenv("SLACK_APP_TOKEN", "  ")
+    settings = load_settings()
+    assert settings.slack_app_token is None and not settings.socket_mode
+    with pytest.raises(SettingsError, match="SLACK_SIGNING_SECRET: required in HTTP mode"):
+        settings.require_for_serve()
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xapp-swapped")
+    with pytest.raises(SettingsError, match="SLACK_BOT_TOKEN: is not a bot token"):
+        load_settings()
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-1")
+    monkeypatch.setenv("SLACK_APP_TOKEN", "xoxb-swapped")
+    with pytest.raises(SettingsError, match="SLACK_APP_TOKEN: is not an app-level token"):
+        load_settings()
+
+
 def test_serve_requires_slack_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(SettingsError, match="SLACK_BOT_TOKEN: required for serve"):
         load_settings().require_for_serve()

@@ -102,7 +102,10 @@ def parse_moment(text: str, now: datetime, *, what: str = "time") -> datetime:
             f"{what} {cleaned[:40]!r} is neither a duration (7d, 12h, 1h30m) "
             "nor a date (2026-06-01 or 2026-06-01T12:00Z)"
         ) from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    try:
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except OverflowError:
+        raise BadInput(f"{what} {cleaned[:40]!r} is outside the range of dates tflock can handle") from None
 
 
 def parse_action(text: str) -> str:

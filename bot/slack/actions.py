@@ -13,9 +13,9 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.errors import BadInput
-from bot.locks.address import parse_address
+from bot.locks.address import StateAddress, parse_address
 from bot.runtime import Runtime
-from bot.slack.errors import after_ack, errors_told, tell
+from bot.slack.errors import after_ack, tell, user_message
 from bot.slack.ids import Action, Block, Callback, Field
 from bot.slack.messages import ApprovalMessages
 from bot.slack.people import People
@@ -55,12 +55,38 @@ def request_unlock_clicked(
     ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient, runtime: Runtime
 ) -> None:
     ack()
-    with errors_told(body, respond, runtime):
-        _, value = _clicked(body)
-        address = parse_address(value, runtime.directory.backends.aliases)
+
+    def open_modal() -> None:
+        user, value = _clicked(body)
+        address, lock_id = _pinned(value, runtime)
         runtime.directory.backends.for_address(address)
-        client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=reason_modal(str(address), _channel(body)))
+        channel = _channel(body)
+        allowed = runtime.settings.allowed_channels
+        if allowed and channel not in allowed:  # say so now, before the person types a reason
+            runtime.record_refusal("channel_not_allowed", actor=user, channel=channel, state=str(address))
+            raise BadInput(
+                "Force-unlock requests are accepted only in the channels listed in TFLOCK_ALLOWED_CHANNELS "
+                f"({', '.join(allowed)}); ask there."
+            )
+        view = reason_modal(str(address), lock_id, channel)
+        client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)
         runtime.metrics.requests.labels(command=Action.REQUEST_UNLOCK, outcome="ok").inc()
+
+    after_ack(runtime, body, respond, open_modal)
+
+
+def _pinned(value: str, runtime: Runtime) -> tuple[StateAddress, str | None]:
+    """A Request force-unlock button's value: the state and the lock ID it showed (re-validated)."""
+    try:
+        data = json.loads(value)
+    except ValueError:
+        data = {"state": value}  # buttons posted before lock IDs were pinned carried the bare address
+    if not isinstance(data, dict) or not isinstance(data.get("state"), str):
+        raise BadInput("this button's value is not one tflock made; nothing was done")
+    lock_id = data.get("lock")
+    if lock_id is not None and (not isinstance(lock_id, str) or len(lock_id) > 128):
+        raise BadInput("this button's value is not one tflock made; nothing was done")
+    return parse_address(data["state"], runtime.directory.backends.aliases), lock_id
 
 
 def reason_submitted(
@@ -84,18 +110,27 @@ def reason_submitted(
     user = str((body.get("user") or {}).get("id") or "")
     try:
         metadata = json.loads(view.get("private_metadata") or "{}")
-        address, channel = str(metadata["address"]), metadata.get("channel")
+        address, channel, lock_id = str(metadata["address"]), metadata.get("channel"), metadata.get("lock")
     except (ValueError, KeyError, TypeError):
         tell(BadInput("this form was not one tflock made; nothing was done"), body, None, runtime)
         return
 
     def submit() -> None:
         try:
-            open_request(workflow, messages, people, state=address, user=user, reason=reason, channel=channel)
+            open_request(
+                workflow,
+                messages,
+                people,
+                state=address,
+                user=user,
+                reason=reason,
+                channel=channel,
+                expected_lock_id=lock_id if isinstance(lock_id, str) else None,
+            )
             runtime.metrics.requests.labels(command=Callback.UNLOCK_REASON, outcome="ok").inc()
         except Exception as error:  # a modal has no response_url: whisper in the channel instead
             tell(error, body, None, runtime)
-            messages.whisper(channel, user, f":warning: {error}")
+            messages.whisper(channel, user, user_message(error))
 
     runtime.work.submit(submit)
 
@@ -109,11 +144,14 @@ def open_request(
     user: str,
     reason: str,
     channel: str | None,
+    expected_lock_id: str | None = None,
 ) -> RequestView:
     """Record the request, then post its approval message; a message that cannot be posted withdraws it."""
     if not channel:
         raise BadInput("force-unlock requests must be made in a channel")
-    request = workflow.request(state, user, reason, channel, is_bot=people.is_bot(user))
+    request = workflow.request(
+        state, user, reason, channel, is_bot=people.is_bot(user), expected_lock_id=expected_lock_id
+    )
     try:
         return messages.post(request, channel)
     except Exception:

@@ -136,7 +136,7 @@ def alert_message(facts: LockFacts, holder: str | None, *, stale_after: timedelt
     if facts.problems:
         problems = "\n".join(f"• {escape(p)}" for p in facts.problems)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(f":rotating_light: {problems}"))))
-    blocks.append(ActionsBlock(elements=[request_unlock_button(facts.address)]))
+    blocks.append(ActionsBlock(elements=[request_unlock_button(facts.address, facts.lock_id)]))
     text = escape(f"Stale lock on {facts.address}: held by {facts.who or 'unknown'} for {age}")  # text is mrkdwn too
     return Message(text + (f" {mention(holder)}" if holder else ""), tuple(blocks))
 

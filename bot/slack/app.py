@@ -20,7 +20,7 @@ from bot.slack.people import People
 from bot.unlock.policy import UnlockPolicy
 from bot.unlock.workflow import UnlockWorkflow
 
-LISTENER_THREADS = 8  # they only ack and hand off to the work pool (bot/runtime.py)
+LISTENER_THREADS = 8  # Bolt's executor (lazy listeners only); every listener here acks and hands off
 
 
 @dataclass
@@ -55,6 +55,9 @@ def build_bot(runtime: Runtime, client: WebClient | None = None) -> SlackBot:
         name="tflock",
         client=client,
         signing_secret=secret,
+        # Listeners only ack and hand the slow part to the work pool, so they run in the request's own
+        # thread: the ack goes out at once instead of at Bolt's next 10 ms poll of a listener thread.
+        process_before_response=True,
         listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="tflock-listener"),
         logger=logging.getLogger("tflock.slack"),
     )

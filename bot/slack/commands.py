@@ -35,7 +35,8 @@ class SlashCommand:
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> SlashCommand:
-        text = str(body.get("text") or "").strip()
+        # Slack sends what people typed with & < > as entities; its own markup (<@U…|name>) stays as is.
+        text = str(body.get("text") or "").replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&").strip()
         words = text.split(maxsplit=1)
         return cls(
             subcommand=words[0].lower() if words else "help",

@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_bolt import Respond
 
+from bot.db import DatabaseUnavailable
 from bot.errors import AwsAccessDenied, AwsFailure, BadInput, TflockError
 from bot.runtime import Runtime
 from bot.slack.views import error_message
@@ -68,16 +69,23 @@ def after_ack(runtime: Runtime, body: dict[str, Any], respond: Respond | None, w
     runtime.work.submit(run)
 
 
+def user_message(error: Exception) -> str:
+    """What the person is told: a known error's own words; for anything else (database drivers included,
+    whose text names hosts and users) a reference into the log."""
+    if isinstance(error, TflockError) and not isinstance(error, DatabaseUnavailable):
+        log.info("told the user: %s", error)
+        return str(error)
+    reference = uuid.uuid4().hex[:8]
+    log.error("error shown to the user as reference %s", reference, exc_info=error)
+    if isinstance(error, DatabaseUnavailable):
+        return f"tflock could not use its database (reference {reference}); the details are in its log."
+    return f"Something went wrong on tflock's side (reference {reference}). The details are in its log."
+
+
 def tell(error: Exception, body: dict[str, Any], respond: Respond | None, runtime: Runtime | None) -> None:
     if runtime is not None:
         runtime.metrics.requests.labels(command=request_label(body), outcome=outcome_of(error)).inc()
-    if isinstance(error, TflockError):
-        message = str(error)
-        log.info("told the user: %s", message)
-    else:
-        reference = uuid.uuid4().hex[:8]
-        log.exception("unexpected error (reference %s)", reference, exc_info=error)
-        message = f"Something went wrong on tflock's side (reference {reference}). The details are in its log."
+    message = user_message(error)
     if respond is None:
         return
     try:

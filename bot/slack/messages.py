@@ -8,7 +8,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from bot.errors import TflockError
-from bot.slack.views import approval_message, decision_reply
+from bot.slack.views import approval_message, decision_reply, escape
 from bot.unlock.models import RequestView
 from bot.unlock.workflow import UnlockWorkflow
 
@@ -62,10 +62,17 @@ class ApprovalMessages:
             log.error("could not update the message of request %s: %s", request.id, exc.response.get("error"))
 
     def whisper(self, channel: str | None, user: str, text: str) -> None:
-        """An ephemeral note to one person, where there is no response_url (modal submissions)."""
-        if not channel:
-            return
+        """A note to one person where there is no response_url (modal submissions): ephemeral in the
+        channel, or a direct message when the bot cannot post there."""
+        safe = f":warning: {escape(text)}"
         try:
-            self.client.chat_postEphemeral(channel=channel, user=user, text=text)
+            if channel:
+                self.client.chat_postEphemeral(channel=channel, user=user, text=safe)
+                return
+        except SlackApiError as exc:
+            log.info("ephemeral note to %s failed (%s); sending a direct message", user, exc.response.get("error"))
+        try:
+            direct = self.client.conversations_open(users=user)["channel"]["id"]
+            self.client.chat_postMessage(channel=direct, text=safe)
         except SlackApiError as exc:
             log.error("could not tell %s: %s (%s)", user, text, exc.response.get("error"))

@@ -28,7 +28,7 @@ from slack_sdk.models.views import View
 from bot.audit.models import AuditRecord
 from bot.audit.query import note
 from bot.durations import format_age
-from bot.locks.facts import LockFacts
+from bot.locks.facts import LockFacts, printable
 from bot.locks.lockinfo import LockInfoError, parse_lock_info
 from bot.locks.model import Store
 from bot.slack.ids import COMMAND, Action, Callback
@@ -43,12 +43,11 @@ MAX_TEXT = 2900  # section text limit is 3000
 
 @dataclass(frozen=True)
 class Message:
-    text: str  # notification / fallback text
+    text: str  # notification / fallback text: mrkdwn too, so untrusted words in it are escaped by the builder
     blocks: tuple[Block, ...] = ()
 
     def as_kwargs(self) -> dict[str, Any]:
-        # `text` is the notification and may carry untrusted words (a lock's Who): it must not ping anyone.
-        return {"text": escape(self.text), "blocks": [block.to_dict() for block in self.blocks]}
+        return {"text": self.text, "blocks": [block.to_dict() for block in self.blocks]}
 
 
 def escape(text: str) -> str:
@@ -68,11 +67,12 @@ def _field(label: str, value: str) -> MarkdownTextObject:
     return MarkdownTextObject(text=_clip(f"*{label}*\n{value}", 1990))
 
 
-def request_unlock_button(address: str) -> ButtonElement:
+def request_unlock_button(address: str, lock_id: str | None) -> ButtonElement:
+    """The value pins the lock the person is looking at, so a request never lands on a newer lock."""
     return ButtonElement(
         text=PlainTextObject(text="Request force-unlock"),
         action_id=Action.REQUEST_UNLOCK,
-        value=address,
+        value=json.dumps({"state": address, "lock": lock_id}),
         style="danger",
     )
 
@@ -83,7 +83,7 @@ def status_message(facts: LockFacts) -> Message:
         lines = [f":unlock: {code(facts.address)} is not locked."]
         lines += [f":information_source: {escape(p)}" for p in facts.problems]
         return Message(
-            f"{facts.address} is not locked", (SectionBlock(text=MarkdownTextObject(text="\n".join(lines))),)
+            escape(f"{facts.address} is not locked"), (SectionBlock(text=MarkdownTextObject(text="\n".join(lines))),)
         )
     emoji = ":warning:" if facts.stale else ":hourglass_flowing_sand:"
     fields = [
@@ -105,12 +105,11 @@ def status_message(facts: LockFacts) -> Message:
     if facts.problems:
         problems = "\n".join(f"• {escape(p)}" for p in facts.problems)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(f":rotating_light: {problems}"))))
-    blocks.append(ActionsBlock(elements=[request_unlock_button(facts.address)]))
+    blocks.append(ActionsBlock(elements=[request_unlock_button(facts.address, facts.lock_id)]))
     who = facts.who or "someone"
     age = facts.age or "an unknown time"
-    return Message(
-        f"{facts.address} is locked by {who} ({facts.operation or 'unknown operation'}) for {age}", tuple(blocks)
-    )
+    operation = facts.operation or "unknown operation"
+    return Message(escape(f"{facts.address} is locked by {who} ({operation}) for {age}"), tuple(blocks))
 
 
 def list_message(all_facts: Sequence[LockFacts], problems: Sequence[str], *, stale_only: bool) -> Message:
@@ -133,7 +132,7 @@ def list_message(all_facts: Sequence[LockFacts], problems: Sequence[str], *, sta
             blocks.append(
                 SectionBlock(
                     text=MarkdownTextObject(text=_clip(line)),
-                    accessory=request_unlock_button(facts.address) if facts.stale else None,
+                    accessory=request_unlock_button(facts.address, facts.lock_id) if facts.stale else None,
                 )
             )
         if len(all_facts) > MAX_LISTED:
@@ -164,11 +163,11 @@ USAGE = escape(
 
 def help_message(problem: str | None = None) -> Message:
     text = (f":grey_question: {escape(problem)}\n\n" if problem else "") + USAGE
-    return Message(problem or "tflock usage", (SectionBlock(text=MarkdownTextObject(text=text)),))
+    return Message(escape(problem or "tflock usage"), (SectionBlock(text=MarkdownTextObject(text=text)),))
 
 
 def error_message(text: str) -> Message:
-    return Message(text, (SectionBlock(text=MarkdownTextObject(text=_clip(f":warning: {escape(text)}"))),))
+    return Message(escape(text), (SectionBlock(text=MarkdownTextObject(text=_clip(f":warning: {escape(text)}"))),))
 
 
 # -- force-unlock requests -------------------------------------------------------------------------
@@ -208,8 +207,8 @@ def approval_message(request: RequestView, now: datetime) -> Message:
     age = format_age(now - info.created) if info is not None and info.created is not None else "unknown"
     fields = [
         _field("Lock ID", code(request.lock_id) if request.lock_id else "unreadable"),
-        _field("Who", escape(info.who) if info else "unknown"),
-        _field("Operation", escape(info.operation_words) if info else "unknown"),
+        _field("Who", escape(printable(info.who)) if info else "unknown"),
+        _field("Operation", escape(printable(info.operation_words)) if info else "unknown"),
         _field("Held for", escape(age)),
         _field("Held in", escape(", ".join(held[s] for s in request.held_in))),
         _field("Approvals", f"{len(request.approvers)} of {request.approvals_required}"),
@@ -220,7 +219,7 @@ def approval_message(request: RequestView, now: datetime) -> Message:
         if pending
         else f"{_FINAL.get(request.status, escape(request.status.value))} · force-unlock of {code(request.address)}"
     )
-    lines = [title, f"Requested by {mention(request.requester)}: “{escape(request.reason)}”"]
+    lines = [title, f"Requested by {mention(request.requester)}: “{escape(printable(request.reason))}”"]
     if request.approvers:
         lines.append("Approved by " + ", ".join(mention(a) for a in request.approvers))
     if request.status in {Status.REJECTED, Status.CANCELLED} and request.decided_by:
@@ -241,16 +240,15 @@ def approval_message(request: RequestView, now: datetime) -> Message:
         )
         blocks.append(ActionsBlock(elements=approval_buttons(request)))
     summary = "requested" if pending else request.status.value.replace("_", " ")
-    return Message(f"Force-unlock of {request.address}: {summary}", tuple(blocks))
+    return Message(escape(f"Force-unlock of {request.address}: {summary}"), tuple(blocks))
 
 
 def approval_buttons(request: RequestView) -> list[ButtonElement]:
     confirm = ConfirmObject(
         title="Release this lock?",
-        text=MarkdownTextObject(
-            text=f"tflock will delete the lock on {code(request.address)} "
-            f"(ID {code(request.lock_id or 'unreadable')}) if it is still exactly the lock that was requested. "
-            "A run that still holds it could corrupt the state."
+        text=MarkdownTextObject(  # Slack allows 300 characters here: the address is in the message itself
+            text=f"tflock will delete lock {code(_clip(request.lock_id or 'unreadable', 64))} only if it is still "
+            "exactly the lock that was requested. A run that still holds it could corrupt the state."
         ),
         confirm="Approve and release",
         deny="Not yet",
@@ -274,7 +272,7 @@ def decision_reply(request: RequestView, actor: str | None, action: str) -> str:
     return f"{final}{by}.{outcome}"
 
 
-def reason_modal(address: str, channel: str | None) -> View:
+def reason_modal(address: str, lock_id: str | None, channel: str | None) -> View:
     """Asks for the reason when someone clicks Request force-unlock; the state travels in private_metadata."""
     return View(
         type="modal",
@@ -282,7 +280,7 @@ def reason_modal(address: str, channel: str | None) -> View:
         title=PlainTextObject(text="Request force-unlock"),
         submit=PlainTextObject(text="Request"),
         close=PlainTextObject(text="Cancel"),
-        private_metadata=json.dumps({"address": address, "channel": channel}),
+        private_metadata=json.dumps({"address": address, "lock": lock_id, "channel": channel}),
         blocks=[
             SectionBlock(
                 text=MarkdownTextObject(

@@ -35,6 +35,7 @@ class RefusalCode(StrEnum):
     NOT_LOCKED = "not_locked"
     STORES_DISAGREE = "stores_disagree"
     ALREADY_REQUESTED = "already_requested"
+    LOCK_CHANGED = "lock_changed"
 
 
 _BAD_INPUT = {RefusalCode.UNKNOWN_REQUEST, RefusalCode.MISSING_REASON, RefusalCode.REASON_TOO_LONG}

@@ -14,7 +14,7 @@ from bot.errors import TflockError
 from bot.locks.directory import LockDirectory
 from bot.locks.dynamodb import TableItemChanged
 from bot.locks.lockfile import LockFileChanged
-from bot.locks.model import LockSnapshot, StateLock
+from bot.locks.model import LockSnapshot, StateLock, Store
 from bot.unlock.models import Status
 
 
@@ -33,6 +33,7 @@ class Finding(StrEnum):
     UNCHANGED = "unchanged"  # every store still holding a lock holds exactly the one seen
     CHANGED = "changed"
     GONE = "gone"
+    UNCHECKED = "unchecked"  # a store that held the lock could not be read now: never assume it is free
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,19 @@ class Deletion:
 
 def compare(seen: Seen, lock: StateLock) -> Comparison:
     """Is the lock held now the very lock that was seen? Byte-for-byte Info, and the same lock-file ETag."""
+    unread = [
+        where
+        for where, then, store in (
+            ("the table item", seen.in_table, Store.TABLE),
+            ("the lock file", seen.in_lockfile, Store.LOCKFILE),
+        )
+        if then and store not in lock.checked
+    ]
+    if unread:
+        reasons = "; ".join(lock.warnings) or "it was not read"
+        return Comparison(
+            Finding.UNCHECKED, f"{' and '.join(unread)} could not be read now ({reasons}); nothing was deleted"
+        )
     if not lock.held:
         return Comparison(Finding.GONE, f"{lock.address} is no longer locked in any store")
     for snapshot in lock.snapshots:

@@ -35,7 +35,7 @@ from bot.audit.models import ACTOR_CHARS, CHANNEL_CHARS, AuditAction
 from bot.audit.writer import AuditUnavailable, record_event, storable
 from bot.db import DatabaseUnavailable, describe_error
 from bot.errors import BadInput, TflockError
-from bot.locks.address import StateAddress
+from bot.locks.address import LockIdRef, StateAddress, parse_state
 from bot.locks.directory import LockDirectory
 from bot.locks.model import StateLock, Store
 from bot.unlock.models import Approval, RequestView, Status, UnlockRequest
@@ -94,16 +94,30 @@ class UnlockWorkflow:
         channel: str | None,
         *,
         is_bot: bool = False,
+        expected_lock_id: str | None = None,
     ) -> RequestView:
-        """Ask for a force-unlock of the lock held now; it waits for approvals until it expires."""
+        """Ask for a force-unlock of the lock held now; it waits for approvals until it expires.
+
+        `expected_lock_id` is the lock the person was looking at (a button, an alert, a typed lock ID):
+        if another lock holds the state by now, the request is refused rather than pinned to that one.
+        """
         with self._attempt("request", requester, channel=channel) as attempt:
             self.policy.check_requester(is_bot, channel)
             cleaned_reason = self.policy.check_reason(storable(reason, None) or "")
+            if isinstance(state, str) and expected_lock_id is None:
+                typed = parse_state(state, self.directory.backends.aliases)
+                expected_lock_id = typed.lock_id if isinstance(typed, LockIdRef) else None
             address = state if isinstance(state, StateAddress) else self.directory.resolve(state)
             attempt.state_address = str(address)
             lock = self.directory.read(address)
             seen = _seen_now(lock)
             attempt.lock_id = seen.lock_id
+            if expected_lock_id is not None and seen.lock_id != expected_lock_id:
+                raise Refused(
+                    RefusalCode.LOCK_CHANGED,
+                    f"The lock on {address} is not the one you were looking at (ID {expected_lock_id}); it is now "
+                    f"{seen.lock_id or 'a lock with unreadable info'}. Check `/tflock status {address}` and ask again.",
+                )
             now = self._now()
             with self.sessions.begin() as session:
                 waiting = session.scalars(
@@ -306,6 +320,8 @@ class UnlockWorkflow:
             note = f"could not re-read the lock, so nothing was deleted: {exc}"
             return self._finished(request, Status.APPROVED, Status.FAILED, actor=actor, note=note)
         comparison = compare(seen, lock)
+        if comparison.finding is Finding.UNCHECKED:
+            return self._finished(request, Status.APPROVED, Status.FAILED, actor=actor, note=comparison.note)
         if comparison.finding is Finding.GONE:
             return self._finished(request, Status.APPROVED, Status.ALREADY_RELEASED, actor=actor, note=comparison.note)
         if comparison.finding is Finding.CHANGED:
@@ -595,6 +611,8 @@ def _reconciled(status: Status, comparison: Comparison) -> tuple[Status, str]:
         )
     if comparison.finding is Finding.CHANGED:
         return Status.SUPERSEDED, f"found after the bot stopped mid-release: {comparison.note}"
+    if comparison.finding is Finding.UNCHECKED:
+        return Status.FAILED, f"found after the bot stopped mid-release: {comparison.note}"
     stopped = "in the middle of this release" if started else "before this release started"
     partly = f" ({comparison.note})" if comparison.note else ""
     return Status.FAILED, (

@@ -90,7 +90,7 @@ def test_two_replicas_send_one_alert_and_one_update(
     shown = json.dumps(alert, ensure_ascii=False)
     assert lock.id in shown and "alice@build-agent-07 (<@U0ALICE01>)" in shown
     [button] = [e for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert button["value"] == f"{BUCKET}/{KEY}"
+    assert json.loads(button["value"]) == {"state": f"{BUCKET}/{KEY}", "lock": lock.id}
     for bot in replicas:
         assert metric(bot, 'tflock_locks_held{backend="default"}') == 1
         assert metric(bot, 'tflock_oldest_lock_age_seconds{backend="default"}') >= 600

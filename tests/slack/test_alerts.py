@@ -125,7 +125,10 @@ def test_the_alert_names_holder_operation_age_and_has_the_unlock_button() -> Non
     for fact in ("acme-tfstate/network/terraform.tfstate", tf_lock.id, "apply (or destroy)", "5h 12m", "2h"):
         assert fact in shown
     actions = [b for b in message.as_kwargs()["blocks"] if b["type"] == "actions"]
-    assert actions[0]["elements"][0]["value"] == "acme-tfstate/network/terraform.tfstate"
+    assert json.loads(actions[0]["elements"][0]["value"]) == {
+        "state": "acme-tfstate/network/terraform.tfstate",
+        "lock": tf_lock.id,
+    }
     assert message.text.endswith("<@U0ALICE01>")
 
 

@@ -202,3 +202,54 @@ def test_request_button_opens_the_reason_modal_and_submission_posts(
     empty["view"]["state"]["values"]["reason"]["reason_input"]["value"] = "   "
     response = slackbot.app.dispatch(BoltRequest(body=empty, mode="socket_mode"))
     assert json.loads(response.body)["response_action"] == "errors"
+
+
+def test_a_request_from_a_button_is_pinned_to_the_lock_shown(
+    slackbot: SlackBot, slack: FakeSlack, tf: TerraformBackend, aws: Aws
+) -> None:
+    shown = tf.lock(KEY, created=ago(hours=6))
+    command(slackbot, slack, f"status {BUCKET}/{KEY}", name="status")
+    status = slack.wait_for("/response/status")[-1].body
+    button = next(e for b in status["blocks"] if b["type"] == "actions" for e in b["elements"])
+    assert json.loads(button["value"]) == {"state": f"{BUCKET}/{KEY}", "lock": shown.id}
+    click(slackbot, slack, "tflock_request_unlock", button["value"], ALICE)
+    view = slack.wait_for("/api/views.open")[0].body["view"]
+    tf.unlock(shown)
+    live = tf.lock(KEY, who="bob@laptop")  # someone's fresh run, while Alice types her reason
+    submission = {
+        "type": "view_submission",
+        "user": {"id": ALICE, "team_id": "T0001"},
+        "team": {"id": "T0001"},
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": "tflock_unlock_reason",
+            "private_metadata": view["private_metadata"],
+            "state": {"values": {"reason": {"reason_input": {"type": "plain_text_input", "value": "runner died"}}}},
+        },
+    }
+    assert slackbot.app.dispatch(BoltRequest(body=submission, mode="socket_mode")).status == 200
+    note = slack.wait_for("/api/chat.postEphemeral")[-1].body
+    assert "not the one you were looking at" in note["text"] and live.id in note["text"]
+    assert [c for c in slack.calls_to("/api/chat.postMessage") if "blocks" in c.body] == []
+
+
+@pytest.mark.parametrize(
+    "profile",
+    [
+        {"is_restricted": True},  # a multi-channel guest
+        {"is_ultra_restricted": True},  # a single-channel guest
+        {"is_stranger": True},  # someone from another organisation in a shared channel
+        {"team_id": "T0OTHER01"},  # a Slack Connect user of another workspace
+        {"deleted": True},
+    ],
+)
+def test_guests_and_outsiders_are_never_the_second_human(
+    slackbot: SlackBot, slack: FakeSlack, tf: TerraformBackend, profile: dict[str, Any]
+) -> None:
+    slack.users[EVE] = {"id": EVE, "is_bot": False, "team_id": "T0001", **profile}
+    tf.lock(KEY)
+    command(slackbot, slack, f"unlock {BUCKET}/{KEY} cleanup")
+    click(slackbot, slack, "tflock_approve", posted_request_id(slack), EVE, "guest")
+    assert "not an approver" in ephemeral(slack, "guest")
+    assert slack.calls_to("/api/chat.update") == []

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
 
 from bot.locks.address import StateAddress
@@ -32,9 +33,9 @@ def test_status_blocks_show_the_facts_and_the_button() -> None:
     assert fields["*Age*"] == "3h 6m"
     assert message["blocks"][1]["elements"][0]["text"] == ":warning: *probably stale (held longer than 2h)*"
     button = message["blocks"][-1]["elements"][0]
-    assert (button["action_id"], button["value"], button["style"]) == (
+    assert (button["action_id"], json.loads(button["value"]), button["style"]) == (
         "tflock_request_unlock",
-        "acme-tfstate/network/terraform.tfstate",
+        {"state": "acme-tfstate/network/terraform.tfstate", "lock": tf.id},  # the lock shown is pinned
         "danger",
     )
     assert message["text"].startswith("acme-tfstate/network/terraform.tfstate is locked by alice@build-agent-07")
@@ -71,3 +72,44 @@ def test_list_is_capped_and_marks_stale() -> None:
 def test_empty_list_and_help() -> None:
     assert list_message([], [], stale_only=True).text == ":white_check_mark: No stale locks."
     assert "/tflock status &lt;state&gt;" in str(help_message().as_kwargs())
+
+
+def test_the_longest_state_address_still_fits_slack_limits() -> None:
+    from bot.slack.views import approval_message, reason_modal
+    from bot.unlock.models import RequestView, Status
+
+    address = StateAddress("acme-tfstate", "env:/" + "feature-branch/" * 66 + "terraform.tfstate")
+    assert len(address.key.encode()) <= 1024
+    tf, _ = facts_for()
+    snapshot = LockSnapshot.from_raw(
+        address, Store.TABLE, "DynamoDB table terraform-locks", "terraform-locks", tf.info_json
+    )
+    facts = lock_facts(StateLock(address, "default", table=snapshot), NOW, timedelta(hours=2))
+    status_message(facts).as_kwargs()  # slack_sdk validates every limit in to_dict()
+    list_message([facts] * 45, [], stale_only=False).as_kwargs()
+    reason_modal(str(address), tf.id, "C0INCIDENT").to_dict()
+    request = RequestView(
+        id="0" * 8 + "-0000-4000-8000-" + "0" * 12,
+        address=str(address),
+        lock_id=tf.id,
+        raw_info=tf.info_json,
+        held_in=(Store.TABLE,),
+        lockfile_etag=None,
+        requester="U0ALICE01",
+        reason="r" * 2000,
+        channel="C0INCIDENT",
+        message_ts=None,
+        status=Status.PENDING,
+        approvals_required=1,
+        approvers=(),
+        created_at=NOW,
+        expires_at=NOW + timedelta(minutes=30),
+        decided_at=None,
+        decided_by=None,
+        executing_at=None,
+        finished_at=None,
+        outcome=None,
+    )
+    message = approval_message(request, NOW).as_kwargs()
+    confirm = next(e for b in message["blocks"] if b["type"] == "actions" for e in b["elements"])["confirm"]
+    assert len(confirm["text"]["text"]) <= 300

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.audit.models import AuditAction
-from bot.errors import BadInput
+from bot.errors import BadInput, LockNotFound
 from bot.locks.address import StateAddress
 from bot.locks.directory import LockDirectory
 from bot.locks.model import Store
@@ -429,3 +429,33 @@ def test_a_naive_clock_is_a_programming_error(
     naive = UnlockWorkflow(sessions, directory, UnlockPolicy(is_approver=bool), lambda: datetime(2026, 3, 4, 10))
     with pytest.raises(ValueError, match="aware UTC"):
         naive.request(STATE, REQUESTER, REASON, CHANNEL)
+
+
+def test_a_request_is_pinned_to_the_lock_the_person_saw(
+    tf: TerraformBackend, workflow: UnlockWorkflow, directory: LockDirectory, sessions: sessionmaker[Session]
+) -> None:
+    seen = tf.lock(KEY)
+    tf.unlock(seen)
+    live = tf.lock(KEY, who="bob@laptop")  # a fresh run took the state while the reason was being typed
+    with pytest.raises(Refused) as caught:
+        workflow.request(STATE, REQUESTER, REASON, CHANNEL, expected_lock_id=seen.id)
+    assert caught.value.why is RefusalCode.LOCK_CHANGED and live.id in str(caught.value)
+    assert refusal(sessions)["why"] == "lock_changed"
+    with pytest.raises(LockNotFound):  # a typed lock ID names that lock only, never the one now held
+        workflow.request(seen.id, REQUESTER, REASON, CHANNEL)
+    assert held(directory)
+
+
+def test_a_store_that_cannot_be_read_at_release_is_never_taken_as_released(
+    tf_both: TerraformBackend, workflow: UnlockWorkflow, directory: LockDirectory, sessions: sessionmaker[Session]
+) -> None:
+    from tests.awsfaults import inject_error
+
+    tf_both.lock(KEY)
+    request = workflow.request(STATE, REQUESTER, REASON, CHANNEL)
+    inject_error(directory.backends.backends[0].clients.client("s3"), "GetObject", "AccessDenied", status=403)
+    done = workflow.approve(request.id, ALICE)
+    assert done.status is Status.FAILED
+    assert done.outcome is not None and "could not be read now" in done.outcome
+    table_item = directory.table(directory.backends.backends[0]).read(StateAddress(BUCKET, KEY))  # type: ignore[union-attr]
+    assert table_item is not None  # nothing was deleted

@@ -83,9 +83,9 @@ def test_a_lock_crossing_the_threshold_gets_exactly_one_alert(
     for fact in (ADDRESS, lock.id, "alice@build-agent-07", "apply (or destroy)", "2h 1m", f"<@{ALICE}>"):
         assert fact in shown(alert)
     [button] = buttons(alert)
-    assert (button["action_id"], button["value"], button["text"]["text"]) == (
+    assert (button["action_id"], json.loads(button["value"]), button["text"]["text"]) == (
         "tflock_request_unlock",
-        ADDRESS,
+        {"state": ADDRESS, "lock": lock.id},  # the button pins the lock the alert is about
         "Request force-unlock",
     )
     assert f"<@{BOB}>" not in shown(alert)
@@ -189,7 +189,7 @@ def test_unreadable_lock_files_are_alerted_by_their_raw_info(
     clock.advance(hours=3)  # the age comes from the lock file's LastModified
     watchdog.scan()
     [alert] = alerts(slack)
-    assert "unreadable" in shown(alert) and buttons(alert)[0]["value"] == ADDRESS
+    assert "unreadable" in shown(alert) and json.loads(buttons(alert)[0]["value"]) == {"state": ADDRESS, "lock": None}
     watchdog.scan()
     aws.s3.put_object(Bucket=BUCKET, Key=f"{KEY}.tflock", Body=b"<other garbage>")
     watchdog.scan()
@@ -228,7 +228,7 @@ def test_replicas_scanning_at_once_send_one_alert_per_lock(
         scan_together(watchdogs)
         if round_ == 1:
             tf.unlock(locks[0])
-    posted = [buttons(a)[0]["value"] for a in alerts(slack)]
+    posted = [json.loads(buttons(a)[0]["value"])["state"] for a in alerts(slack)]
     assert sorted(posted) == sorted(str(lock.address) for lock in locks)
     assert len(updates(slack)) == 1
     assert len({w.owner for w in watchdogs}) == replicas
@@ -378,7 +378,9 @@ def test_the_alert_button_starts_the_force_unlock(
     assert bot.app.dispatch(BoltRequest(body=body, mode="socket_mode")).status == 200
     [opened] = slack.wait_for("/api/views.open")
     view = opened.body["view"]
-    assert json.loads(view["private_metadata"]) == {"address": ADDRESS, "channel": WATCH}
+    metadata = json.loads(view["private_metadata"])
+    assert (metadata["address"], metadata["channel"]) == (ADDRESS, WATCH)
+    assert metadata["lock"] == json.loads(button["value"])["lock"]
     assert view["title"]["text"] == "Request force-unlock"
 
 
