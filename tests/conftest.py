@@ -14,6 +14,7 @@ from moto import mock_aws
 from bot.locks.backends import load_backends
 from bot.locks.directory import LockDirectory
 from bot.settings import Settings, load_settings
+from tests.fakeslack import FakeSlack
 from tests.terraform import TerraformBackend, create_bucket, create_table
 
 REGION = "eu-west-1"
@@ -88,3 +89,11 @@ def settings(monkeypatch: pytest.MonkeyPatch) -> Settings:
 @pytest.fixture
 def directory(aws: Aws, settings: Settings) -> LockDirectory:
     return LockDirectory(load_backends(settings))
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    """The local HTTP server playing Slack's Web API and response_url (SLACK_API_URL points at it)."""
+    fake = FakeSlack().start()
+    yield fake
+    fake.stop()

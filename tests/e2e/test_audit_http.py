@@ -6,7 +6,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -20,13 +19,6 @@ pytestmark = pytest.mark.e2e
 SECRET = "audit-e2e-secret"
 KEY = "network/terraform.tfstate"
 ALICE, BOB, AUDREY, MALLORY = "U0ALICE01", "U0BOB0001", "U0AUDREY1", "U0MALLORY"
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
 
 
 def test_audit_for_an_auditor_and_a_refusal_for_anyone_else(

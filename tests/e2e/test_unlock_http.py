@@ -27,13 +27,6 @@ KEY = "network/terraform.tfstate"
 ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
-
-
 def bot_env(moto: MotoServer, slack: FakeSlack, database_url: str) -> dict[str, str]:
     return {
         "AWS_ENDPOINT_URL": moto.url,

@@ -36,13 +36,6 @@ def database() -> Iterator[str]:
 
 
 @pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
-
-
-@pytest.fixture
 def replicas(
     moto_server: MotoServer, remote_aws: Aws, slack: FakeSlack, database: str, tmp_path: Path
 ) -> Iterator[list[BotProcess]]:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,13 +21,6 @@ from tests.terraform import TerraformLock, go_time
 
 NOW = datetime(2026, 3, 4, 15, 12, tzinfo=UTC)
 CREATED = NOW - timedelta(hours=5, minutes=12)
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
 
 
 def member(user_id: str, name: str, **extra: Any) -> dict[str, Any]:

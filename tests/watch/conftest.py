@@ -41,13 +41,6 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    fake = FakeSlack().start()
-    yield fake
-    fake.stop()
-
-
 MakeBot = Callable[..., SlackBot]
 
 
