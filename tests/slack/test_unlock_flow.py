@@ -51,6 +51,22 @@ def click(bot: SlackBot, slack: FakeSlack, action_id: str, value: str, user: str
     assert bot.app.dispatch(BoltRequest(body=body, mode="socket_mode")).status == 200
 
 
+def reason_submission(private_metadata: str, reason: str, user: str = ALICE) -> dict[str, Any]:
+    """The view_submission Slack sends when the reason modal is submitted."""
+    return {
+        "type": "view_submission",
+        "user": {"id": user, "team_id": "T0001"},
+        "team": {"id": "T0001"},
+        "view": {
+            "id": "V1",
+            "type": "modal",
+            "callback_id": "tflock_unlock_reason",
+            "private_metadata": private_metadata,
+            "state": {"values": {"reason": {"reason_input": {"type": "plain_text_input", "value": reason}}}},
+        },
+    }
+
+
 def posted_request_id(slack: FakeSlack) -> str:
     slack.wait_for("/response/cmd")  # the requester is told once the request and its message are stored
     message = slack.wait_for("/api/chat.postMessage")[0].body
@@ -183,18 +199,7 @@ def test_request_button_opens_the_reason_modal_and_submission_posts(
     click(slackbot, slack, "tflock_request_unlock", f"{BUCKET}/{KEY}", ALICE)
     view = slack.wait_for("/api/views.open")[0].body["view"]
     assert view["callback_id"] == "tflock_unlock_reason"
-    submission: dict[str, Any] = {
-        "type": "view_submission",
-        "user": {"id": ALICE, "team_id": "T0001"},
-        "team": {"id": "T0001"},
-        "view": {
-            "id": "V1",
-            "type": "modal",
-            "callback_id": "tflock_unlock_reason",
-            "private_metadata": view["private_metadata"],
-            "state": {"values": {"reason": {"reason_input": {"type": "plain_text_input", "value": "runner died"}}}},
-        },
-    }
+    submission = reason_submission(view["private_metadata"], "runner died")
     assert slackbot.app.dispatch(BoltRequest(body=submission, mode="socket_mode")).status == 200
     posted = slack.wait_for("/api/chat.postMessage")[0].body
     assert posted["channel"] == CHANNEL and "runner died" in json.dumps(posted)
@@ -216,18 +221,7 @@ def test_a_request_from_a_button_is_pinned_to_the_lock_shown(
     view = slack.wait_for("/api/views.open")[0].body["view"]
     tf.unlock(shown)
     live = tf.lock(KEY, who="bob@laptop")  # someone's fresh run, while Alice types her reason
-    submission = {
-        "type": "view_submission",
-        "user": {"id": ALICE, "team_id": "T0001"},
-        "team": {"id": "T0001"},
-        "view": {
-            "id": "V1",
-            "type": "modal",
-            "callback_id": "tflock_unlock_reason",
-            "private_metadata": view["private_metadata"],
-            "state": {"values": {"reason": {"reason_input": {"type": "plain_text_input", "value": "runner died"}}}},
-        },
-    }
+    submission = reason_submission(view["private_metadata"], "runner died")
     assert slackbot.app.dispatch(BoltRequest(body=submission, mode="socket_mode")).status == 200
     note = slack.wait_for("/api/chat.postEphemeral")[-1].body
     assert "not the one you were looking at" in note["text"] and live.id in note["text"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 import botocore.loaders
@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from bot.locks.directory import LockDirectory
 from bot.unlock.policy import UnlockPolicy
 from bot.unlock.workflow import UnlockWorkflow
+from tests.clock import Clock
 from tests.database import database_url, engine, migrated_url, postgres_url, sessions
 
 __all__ = ["database_url", "engine", "migrated_url", "postgres_url", "sessions"]
@@ -36,22 +37,10 @@ def shared_botocore_models() -> Iterator[None]:
     botocore.session.create_loader = original
 
 
-class Clock:
-    """The workflow's clock, moved by the test."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    """The workflow's clock, moved by the test."""
+    return Clock(datetime(2026, 3, 4, 10, 0, tzinfo=UTC))
 
 
 MakeWorkflow = Callable[..., UnlockWorkflow]

@@ -4,7 +4,7 @@ TFLOCK_TEST_DATABASE_URL), the local fake Slack Web API and a clock the test mov
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import Engine
@@ -14,6 +14,7 @@ from bot.settings import load_settings
 from bot.slack.alerts import build_watchdog
 from bot.slack.app import SlackBot, build_bot
 from bot.watch.watchdog import Watchdog
+from tests.clock import Clock
 from tests.conftest import BUCKET, TABLE, Aws
 from tests.database import database_url, migrated_url, postgres_url
 from tests.fakeslack import FakeSlack
@@ -23,22 +24,10 @@ __all__ = ["database_url", "migrated_url", "postgres_url"]
 WATCH = "C0WATCH001"
 
 
-class Clock:
-    """Starts at the real time, so locks written now (and lock files' LastModified) start young."""
-
-    def __init__(self) -> None:
-        self.now = datetime.now(UTC).replace(microsecond=0)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, **delta: float) -> None:
-        self.now += timedelta(**delta)
-
-
 @pytest.fixture
 def clock() -> Clock:
-    return Clock()
+    """Starts at the real time, so locks written now (and lock files' LastModified) start young."""
+    return Clock(datetime.now(UTC).replace(microsecond=0))
 
 
 MakeBot = Callable[..., SlackBot]
