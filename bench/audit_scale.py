@@ -30,10 +30,8 @@ import argparse
 import csv
 import json
 import os
-import platform
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +39,6 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +50,7 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.engine import URL, make_url  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
 
+from bench.common import launch, machine  # noqa: E402
 from bot.audit.chain import GENESIS, event_hash, verify_chain  # noqa: E402
 from bot.audit.models import AuditAction  # noqa: E402
 from bot.audit.query import AuditFilter, plan, stream_events, summary, write_events  # noqa: E402
@@ -265,27 +263,6 @@ def load_requests(connection: Any, count: int, now: datetime, seed: int) -> None
 
 
 # -- measuring ---------------------------------------------------------------------------------------
-# A minimal launcher (`python -S`, nothing imported): forks the measured child, times it from fork to reap
-# and writes its rusage. Forked straight from this process, the child's ru_maxrss would include this
-# process's own peak (Linux folds the pre-exec memory into it).
-_LAUNCHER = """
-import os, sys, time
-started = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - started
-code = os.waitstatus_to_exitcode(status)
-with open(sys.argv[1], "w") as out:
-    out.write(f"{wall!r} {code} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime!r}")
-sys.exit(code if 0 <= code < 256 else 1)
-"""
-
-
 @dataclass(frozen=True)
 class Run:
     wall: float
@@ -296,18 +273,14 @@ class Run:
 
 def measure(argv: Sequence[str]) -> Run:
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
-    with tempfile.NamedTemporaryFile(mode="r", prefix="rusage-") as usage:
-        done = subprocess.run(
-            [sys.executable, "-S", "-c", _LAUNCHER, usage.name, *argv],
-            capture_output=True,
-            text=True,
-            env=env,
-            check=False,
-        )
-        fields = usage.read().split()
-    if len(fields) != 4 or int(fields[1]) != 0:
-        raise BenchError(f"{' '.join(argv[1:3])} failed: {done.stderr[-2000:]}")
-    return Run(wall=float(fields[0]), cpu=float(fields[3]), maxrss_mib=int(fields[2]) / 1024, stdout=done.stdout)
+    with tempfile.TemporaryFile(mode="w+") as out, tempfile.TemporaryFile(mode="w+") as err:
+        usage = launch(argv, env=env, stdout=out, stderr=err)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
+    if usage is None or usage.returncode != 0:
+        raise BenchError(f"{' '.join(argv[1:3])} failed: {stderr[-2000:]}")
+    return Run(wall=usage.wall, cpu=usage.cpu, maxrss_mib=usage.maxrss_kib / 1024, stdout=stdout)
 
 
 def percentile(values: Sequence[float], p: float) -> float:
@@ -363,31 +336,15 @@ def check_export(path: Path, expected_rows: int) -> None:
         raise BenchError(f"the export has {count:,} rows, expected {expected_rows:,}")
 
 
-def machine(url: str) -> dict[str, str]:
-    model, memory = "?", "?"
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            model = line.split(":", 1)[1].strip()
-            break
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            memory = f"{int(line.split()[1]) // 1024 // 1024} GiB"
-            break
+def machine_with_database(url: str) -> dict[str, str]:
     engine = make_engine(url)
     with engine.connect() as connection:
         server = connection.execute(text("SHOW server_version")).scalar_one()
         shared_buffers = connection.execute(text("SHOW shared_buffers")).scalar_one()
     engine.dispose()
-    return {
-        "cpus": str(len(os.sched_getaffinity(0))),
-        "cpu": model,
-        "memory": memory,
-        "kernel": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "postgresql": f"{server} (shared_buffers {shared_buffers}, same machine)",
-        "sqlalchemy": metadata.version("SQLAlchemy"),
-        "psycopg": metadata.version("psycopg"),
-    }
+    facts = machine("SQLAlchemy", "psycopg")
+    facts["postgresql"] = f"{server} (shared_buffers {shared_buffers}, same machine)"
+    return facts
 
 
 # -- children ----------------------------------------------------------------------------------------
@@ -431,7 +388,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 def measure_all(url: str, args: argparse.Namespace) -> dict[str, Any]:
     n = args.events
     now = datetime.now(UTC).replace(microsecond=0)
-    results: dict[str, Any] = {"events": n, "machine": machine(url)}
+    results: dict[str, Any] = {"events": n, "machine": machine_with_database(url)}
     upgrade_to_head(url)
     print(f"loading {n:,} events and {n // 100:,} requests…", file=sys.stderr)
     results.update(load(url, n, now, args.seed))

@@ -26,7 +26,6 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import random
 import shutil
 import signal
@@ -42,12 +41,15 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 SCRIPT = Path(__file__).resolve()
 REPO_ROOT = SCRIPT.parent.parent
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+from bench.common import launch, machine  # noqa: E402
 
 TABLE = "terraform-locks"
 BUCKET = "acme-tfstate"
@@ -95,33 +97,6 @@ def aws_env(endpoint: str) -> dict[str, str]:
         TFLOCK_S3_LOCKFILE="auto",
     )
     return env
-
-
-def machine() -> dict[str, str]:
-    model = "?"
-    mem = "?"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = f"{int(line.split()[1]) // 1024} MiB"
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "nproc": str(usable),
-        "cpu": model,
-        "memory": mem,
-        "kernel": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-        "moto": metadata.version("moto"),
-        "boto3": metadata.version("boto3"),
-        "botocore": metadata.version("botocore"),
-    }
 
 
 # -- moto server ------------------------------------------------------------------------------
@@ -407,57 +382,22 @@ class Run:
     stderr: bytes
 
 
-# A minimal launcher (`python -S`, nothing imported but builtins): forks the measured command, times it
-# from fork to reap and writes its own rusage. A child forked straight from this process would inherit
-# this process's peak RSS (Linux folds the pre-exec memory into ru_maxrss), which after populating is
-# larger than a baseline's; forked from the launcher the floor is the launcher's few MiB.
-_LAUNCHER = """
-import os, sys, time
-started = time.perf_counter()
-pid = os.fork()
-if pid == 0:
-    try:
-        os.execv(sys.argv[2], sys.argv[2:])
-    finally:
-        os._exit(127)
-_, status, usage = os.wait4(pid, 0)
-wall = time.perf_counter() - started
-code = os.waitstatus_to_exitcode(status)
-with open(sys.argv[1], "w") as out:
-    out.write(f"{wall!r} {code} {usage.ru_maxrss} {usage.ru_utime + usage.ru_stime!r}")
-sys.exit(code if 0 <= code < 256 else 1)
-"""
-
-
 def measure(argv: Sequence[str], env: dict[str, str], cwd: str, server: MotoServer) -> Run:
     """One child, timed from fork to reap by the launcher; its rusage is that child's alone."""
-    with (
-        tempfile.TemporaryFile() as out,
-        tempfile.TemporaryFile() as err,
-        tempfile.NamedTemporaryFile(mode="r", prefix="rusage-") as usage,
-    ):
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         server_before = server.cpu_seconds()
-        subprocess.run(
-            [sys.executable, "-S", "-c", _LAUNCHER, usage.name, *argv],
-            stdout=out,
-            stderr=err,
-            stdin=subprocess.DEVNULL,
-            env=env,
-            cwd=cwd,
-            check=False,
-        )
+        usage = launch(argv, env=env, cwd=cwd, stdout=out, stderr=err)
         server_after = server.cpu_seconds()
-        fields = usage.read().split()
-        if len(fields) != 4:
+        if usage is None:
             raise BenchError(f"the launcher did not report on {argv[0]}")
         out.seek(0)
         err.seek(0)
         return Run(
-            wall=float(fields[0]),
-            cpu=float(fields[3]),
-            maxrss_kib=int(fields[2]),
+            wall=usage.wall,
+            cpu=usage.cpu,
+            maxrss_kib=usage.maxrss_kib,
             server_cpu=None if server_before is None or server_after is None else server_after - server_before,
-            returncode=int(fields[1]),
+            returncode=usage.returncode,
             stdout=out.read(),
             stderr=err.read(),
         )
@@ -620,7 +560,7 @@ def bench(args: argparse.Namespace) -> int:
         if found is None:
             raise BenchError("tflock-bot not found next to this Python; run with the project's .venv/bin/python")
         bot_exe = Path(found)
-    info = machine()
+    info = machine("moto", "boto3", "botocore")
     print("machine: " + ", ".join(f"{k} {v}" for k, v in info.items()), flush=True)
 
     with MotoServer() as server, tempfile.TemporaryDirectory(prefix="tflock-bench-") as cwd:

@@ -35,7 +35,6 @@ import argparse
 import http.client
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -60,6 +59,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import boto3  # noqa: E402
 
+from bench.common import machine  # noqa: E402
 from tests.e2e.conftest import BotProcess, free_port, start_bot, wait_for_http  # noqa: E402
 from tests.fakeslack import Call, FakeSlack, sign, slash_command_body  # noqa: E402
 from tests.terraform import TerraformBackend, TerraformLock, ago, create_bucket, create_table  # noqa: E402
@@ -82,24 +82,6 @@ class BenchError(Exception):
 
 
 # -- machine and processes ------------------------------------------------------------------------
-
-
-def machine() -> dict[str, str]:
-    model = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return {
-        "nproc": str(usable),
-        "cpu": model,
-        "kernel": f"{platform.system()} {platform.release()}",
-        "python": platform.python_version(),
-    }
 
 
 def load_average() -> str:
