@@ -26,7 +26,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("bot.unlock",),
     ("bot.audit",),
     ("bot.locks",),
-    ("bot.db", "bot.settings", "bot.metrics"),
+    ("bot.db", "bot.settings", "bot.metrics", "bot.work", "bot.logs"),
     ("bot.durations", "bot.errors", "bot"),
 )
 
