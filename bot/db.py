@@ -117,7 +117,10 @@ def make_engine(
             kwargs.setdefault("pool_timeout", connect_timeout)
         connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
         if statement_timeout is not None:
-            connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
+            # Added to the URL's own `options` (e.g. a search_path), which connect_args would otherwise replace.
+            given = parsed.query.get("options", "")
+            given = " ".join(given) if isinstance(given, tuple) else given
+            connect_args["options"] = f"{given} -c statement_timeout={int(statement_timeout * 1000)}".strip()
         kwargs["connect_args"] = connect_args
     engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
     if statement_timeout is not None:

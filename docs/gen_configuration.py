@@ -133,10 +133,12 @@ SETTINGS: dict[str, Setting] = {
         "they have workers of their own, so look-ups never delay them.",
     ),
     "TFLOCK_DB_CONNECT_TIMEOUT": Setting(
-        "`config.dbConnectTimeout`", "How long a PostgreSQL connection attempt may take (whole seconds; libpq's connect_timeout)."
+        "`config.dbConnectTimeout`",
+        "How long a PostgreSQL connection attempt may take (whole seconds; libpq's connect_timeout).",
     ),
     "TFLOCK_DB_STATEMENT_TIMEOUT": Setting(
-        "`config.dbStatementTimeout`", "PostgreSQL `statement_timeout` for the bot's connections: no statement waits longer."
+        "`config.dbStatementTimeout`",
+        "PostgreSQL `statement_timeout` for the bot's connections: no statement waits longer.",
     ),
     "TFLOCK_LOG_FORMAT": Setting(
         "`config.logFormat`",

@@ -81,8 +81,9 @@ def test_both_manifests_agree_apart_from_transport() -> None:
 
 
 def test_the_method_search_sees_every_call_kind() -> None:
-    """files_upload_v2 and chat_postMessage are called today; a search that missed them would pass vacuously."""
-    assert {"chat_postMessage", "chat_update", "conversations_open", "files_upload_v2"} <= called_methods()
+    """The upload and chat_postMessage are called today; a search that missed them would pass vacuously."""
+    expected = {"chat_postMessage", "chat_update", "conversations_open", "files_getUploadURLExternal"}
+    assert expected | {"files_completeUploadExternal"} <= called_methods()
 
 
 def scopes_named(text: str) -> set[str]:
