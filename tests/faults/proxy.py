@@ -18,6 +18,8 @@ Modes (switchable at run time; live connections follow within POLL_SECONDS):
               changes, then flow again (a partition that heals).
 - drip(bps)   forward at most `bps` bytes per second in both directions, in small pieces.
 
+`drop()` resets the connections that are live now and leaves the mode alone (a link that broke once).
+
 It only ever listens on and connects to 127.0.0.0/8 (asserted), holds at most `max_connections`
 connections (more are reset), reads at most CHUNK bytes at a time, and `stop()` ends every thread.
 """
@@ -81,6 +83,7 @@ class FaultProxy:
         self.target = (assert_loopback(target_host), int(target_port))
         self.max_connections = max_connections
         self._setting = _Setting(Mode.NORMAL)
+        self._generation = 0  # drop() bumps it: links from an older generation reset themselves
         self._stop = threading.Event()
         self._lock = threading.Lock()
         self._threads: set[threading.Thread] = set()
@@ -148,6 +151,11 @@ class FaultProxy:
     def blackhole(self) -> None:
         self._setting = _Setting(Mode.BLACKHOLE)
 
+    def drop(self) -> None:
+        """Reset every live connection now (a dropped link); new connections are served per the mode."""
+        with self._lock:
+            self._generation += 1
+
     def drip(self, bytes_per_second: int) -> None:
         if not 1 <= bytes_per_second <= 10_000_000:
             raise ValueError("drip rate is between 1 and 10,000,000 bytes per second")
@@ -198,12 +206,14 @@ class _Link:
         self.client_eof = self.upstream_eof = False
         self.answered = True  # the last bytes went server→client: the next client chunk starts a round trip
         self.rst = False
+        self.generation = proxy._generation
 
     def run(self) -> None:
         stop = self.proxy._stop
         while not stop.is_set():
             setting = self.proxy._setting
-            if setting.mode is Mode.RESET or (self.hung and setting.mode is not Mode.HANG):
+            dropped = self.generation != self.proxy._generation
+            if dropped or setting.mode is Mode.RESET or (self.hung and setting.mode is not Mode.HANG):
                 self.rst = True
                 return
             if setting.mode is Mode.BLACKHOLE:

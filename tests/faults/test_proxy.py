@@ -107,6 +107,17 @@ def test_reset_sends_rst_to_live_and_new_connections(proxy: FaultProxy) -> None:
     assert proxy.refused >= 1
 
 
+def test_drop_resets_live_connections_only(proxy: FaultProxy) -> None:
+    with connect(proxy) as live:
+        assert round_trip(live) == b"ping"
+        proxy.drop()
+        with pytest.raises(ConnectionResetError):
+            live.recv(10)
+    with connect(proxy) as new:
+        assert round_trip(new) == b"ping"
+    assert proxy.mode is Mode.NORMAL
+
+
 def test_blackhole_stalls_then_heals(proxy: FaultProxy) -> None:
     with connect(proxy, timeout=0.3) as sock:
         assert round_trip(sock) == b"ping"
