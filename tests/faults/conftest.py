@@ -13,6 +13,7 @@ import re
 import time
 import urllib.error
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,9 @@ from urllib.parse import urlsplit
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from bot.db import make_engine, make_sessions
 from tests.conftest import BUCKET, TABLE, Aws
+from tests.database import audit_trail
 from tests.e2e.conftest import BotProcess, MotoServer, moto_server, remote_aws, start_bot  # noqa: F401 (fixtures)
 from tests.fakeslack import FakeSlack, block_actions_body, sign, slash_command_body
 from tests.faults.proxy import FaultProxy
@@ -34,6 +37,7 @@ STATE = f"{BUCKET}/{KEY}"
 ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"
 ACK_SECONDS = 3.0  # Slack's patience for an ack
 T = TypeVar("T")
+Bots = Callable[..., BotProcess]
 
 # Interactive AWS reads give up quickly here, so an unreachable endpoint shows within a couple of seconds.
 FAST_FAILURE = {
@@ -156,6 +160,15 @@ def dynamodb_item(aws: Aws, lock_id: str) -> dict[str, Any] | None:
     return aws.dynamodb.get_item(TableName=TABLE, Key={"LockID": {"S": lock_id}}, ConsistentRead=True).get("Item")
 
 
+def executed_count(database_url: str, request_id: str) -> Counter[str]:
+    """How many audit events of each action one request has (read directly, around any proxy)."""
+    engine = make_engine(database_url)
+    try:
+        return Counter(str(e.action) for e in audit_trail(make_sessions(engine), request_id))
+    finally:
+        engine.dispose()
+
+
 def endpoint(proxy: FaultProxy) -> str:
     return f"http://{proxy.address}"
 
@@ -177,15 +190,18 @@ def bot_env(aws_endpoint: str, slack: FakeSlack, database_url: str, **extra: str
 
 
 @pytest.fixture
-def aws_proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:  # noqa: F811 (the imported fixture)
-    """A fault proxy in front of moto's server (AWS as the bot reaches it)."""
+def aws_proxy(moto_server: MotoServer, bots: Bots) -> Iterator[FaultProxy]:  # noqa: F811 (the imported fixture)
+    """A fault proxy in front of moto's server (AWS as the bot reaches it).
+
+    Every proxy fixture depends on `bots` so that it is torn down first: bots then stop against a link
+    that resets, never against one that still hangs."""
     url = urlsplit(moto_server.url)
     with FaultProxy(url.hostname or "127.0.0.1", int(url.port or 80)) as proxy:
         yield proxy
 
 
 @pytest.fixture
-def slack_proxy(slack: FakeSlack) -> Iterator[FaultProxy]:
+def slack_proxy(slack: FakeSlack, bots: Bots) -> Iterator[FaultProxy]:
     """A fault proxy in front of the local Slack Web API; `slack_api_url(proxy)` is what the bot uses."""
     with FaultProxy(slack.host, slack.port) as proxy:
         yield proxy
@@ -196,7 +212,7 @@ def slack_api_url(proxy: FaultProxy) -> str:
 
 
 @pytest.fixture
-def socket_slack(slack: FakeSlack) -> Iterator[SocketModeSlack]:
+def socket_slack(slack: FakeSlack, bots: Bots) -> Iterator[SocketModeSlack]:
     server = SocketModeSlack(slack).start()
     yield server
     server.stop()
@@ -208,7 +224,7 @@ def socket_env(env: dict[str, str]) -> dict[str, str]:
 
 
 @pytest.fixture
-def bots(tmp_path: Path) -> Iterator[Callable[..., BotProcess]]:
+def bots(tmp_path: Path) -> Iterator[Bots]:
     """Start bots with `bots(env, name)`; every one is stopped at the end and must exit 0."""
     started: list[BotProcess] = []
 

@@ -6,16 +6,13 @@ from __future__ import annotations
 import json
 import re
 import time
-from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
 
-from bot.db import make_engine, make_sessions
 from tests.conftest import BUCKET, REGION, TABLE, Aws
-from tests.database import audit_trail
 from tests.e2e.conftest import BotProcess, MotoServer, run_cli
 from tests.fakeslack import FakeSlack
 from tests.faults.conftest import (
@@ -27,6 +24,7 @@ from tests.faults.conftest import (
     KEY,
     NOT_LOCKED,
     STATE,
+    Bots,
     Posted,
     answer_text,
     approval_request_id,
@@ -35,6 +33,7 @@ from tests.faults.conftest import (
     click,
     dynamodb_item,
     endpoint,
+    executed_count,
     metric_sum,
     said,
     slash,
@@ -48,17 +47,9 @@ FAR_BUCKET = "far-tfstate"
 FAR_STATE = f"{FAR_BUCKET}/{KEY}"
 
 
-def executed_count(database_url: str, request_id: str) -> Counter[str]:
-    engine = make_engine(database_url)
-    try:
-        return Counter(e.action for e in audit_trail(make_sessions(engine), request_id))
-    finally:
-        engine.dispose()
-
-
 # -- hung backend while others approve -----------------------------------------------------------
 @pytest.fixture
-def hung_proxy(moto_server: MotoServer) -> Iterator[FaultProxy]:
+def hung_proxy(moto_server: MotoServer, bots: Bots) -> Iterator[FaultProxy]:
     """A second way to moto's server, for the backend that will hang."""
     port = int(moto_server.url.rsplit(":", 1)[1])
     with FaultProxy("127.0.0.1", port) as proxy:

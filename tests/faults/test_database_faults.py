@@ -27,19 +27,20 @@ from tests.faults.conftest import (
     BOB,
     KEY,
     STATE,
+    Bots,
     answer_text,
     approval_request_id,
     assert_acked_in_time,
     bot_env,
     click,
     dynamodb_item,
+    executed_count,
     metric_sum,
     probe,
     slash,
     wait_until,
 )
 from tests.faults.proxy import FaultProxy
-from tests.faults.test_aws_faults import executed_count
 from tests.terraform import TerraformBackend, ago
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
@@ -56,7 +57,7 @@ class FaultyDatabase:
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[FaultyDatabase]:
+def database(request: pytest.FixtureRequest, tmp_path: Path, bots: Bots) -> Iterator[FaultyDatabase]:
     if request.param == "sqlite":
         path = tmp_path / "tflock.db"
         url = f"sqlite:///{path}"

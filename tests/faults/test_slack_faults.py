@@ -22,13 +22,13 @@ from tests.faults.conftest import (
     bot_env,
     click,
     dynamodb_item,
+    executed_count,
     probe,
     slack_api_url,
     slash,
     wait_until,
 )
 from tests.faults.proxy import FaultProxy
-from tests.faults.test_aws_faults import executed_count
 from tests.terraform import TerraformBackend, ago
 
 pytestmark = [pytest.mark.slow, pytest.mark.faults]
