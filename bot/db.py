@@ -91,10 +91,27 @@ def engine_url(url: str | URL) -> URL:
     return parsed
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str | URL, *, connect_timeout: float | None = None, statement_timeout: float | None = None, **kwargs: Any
+) -> Engine:
+    """An engine whose every wait is bounded when timeouts are given (what `serve` does).
+
+    PostgreSQL: `connect_timeout`, a server-side `statement_timeout`, TCP keepalives (a peer that vanished
+    is noticed in about a minute instead of the kernel's two hours) and a bounded wait for a pooled
+    connection. SQLite: its `busy_timeout` bounds the wait for the write lock.
+    """
     parsed = engine_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, **kwargs)
+    if connect_timeout is not None or statement_timeout is not None:
+        connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
+        if connect_timeout is not None:
+            connect_args["connect_timeout"] = max(1, round(connect_timeout))  # libpq takes whole seconds
+            kwargs.setdefault("pool_timeout", connect_timeout)
+        connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+        if statement_timeout is not None:
+            connect_args["options"] = f"-c statement_timeout={int(statement_timeout * 1000)}"
+        kwargs["connect_args"] = connect_args
     return create_engine(parsed, pool_pre_ping=True, **kwargs)
 
 

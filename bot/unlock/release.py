@@ -60,7 +60,7 @@ def compare(seen: Seen, lock: StateLock) -> Comparison:
         if then and store not in lock.checked
     ]
     if unread:
-        reasons = "; ".join(lock.warnings) or "it was not read"
+        reasons = "; ".join([str(u) for u in lock.unchecked] + list(lock.warnings)) or "it was not read"
         return Comparison(
             Finding.UNCHECKED, f"{' and '.join(unread)} could not be read now ({reasons}); nothing was deleted"
         )

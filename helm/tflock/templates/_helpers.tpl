@@ -209,6 +209,10 @@ Cross-field rules the schema cannot say clearly; each failure names the value to
 - name: TFLOCK_LOG_LEVEL
   value: {{ . | quote }}
 {{- end }}
+{{- with $c.logFormat }}
+- name: TFLOCK_LOG_FORMAT
+  value: {{ . | quote }}
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
