@@ -250,6 +250,13 @@ def said(posted: Posted, slack: FakeSlack, name: str, timeout: float = 15.0) -> 
     return answer_text(slack, name, timeout)
 
 
+def is_ephemeral(said_text: str) -> bool:
+    """Slack shows a slash-command answer to the asker alone unless it says response_type in_channel
+    (an ack's own message without response_type is ephemeral too)."""
+    document = json.loads(said_text)
+    return document.get("response_type", "ephemeral") == "ephemeral"
+
+
 NOT_LOCKED = re.compile(r"is not locked|no locks held", re.IGNORECASE)
 COULD_NOT = re.compile(r"could not|unknown|not checked", re.IGNORECASE)
 BUSY = "tflock is busy, try again in a moment"

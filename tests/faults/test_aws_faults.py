@@ -7,6 +7,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -34,6 +35,7 @@ from tests.faults.conftest import (
     dynamodb_item,
     endpoint,
     executed_count,
+    is_ephemeral,
     metric_sum,
     said,
     slash,
@@ -158,8 +160,12 @@ def test_aws_endpoint_down_is_unknown_never_unlocked(
 
     aws_proxy.reset()  # the endpoint refuses every connection
 
-    # CLI: three answers, never two.
-    status = run_cli("status", STATE, "--json", env=env)
+    # CLI: three answers, never two. (The four runs go in parallel: each waits out its AWS timeouts.)
+    with ThreadPoolExecutor(4) as pool:
+        status, text, listed, listed_json = pool.map(
+            lambda args: run_cli(*args, env=env),
+            [("status", STATE, "--json"), ("status", STATE), ("list",), ("list", "--json")],
+        )
     assert status.returncode == 1, status
     document = status.json()
     assert document["answer"] == "unknown"
@@ -168,15 +174,12 @@ def test_aws_endpoint_down_is_unknown_never_unlocked(
     assert all(c["ok"] is False and c["error"] for c in document["checked"]), document["checked"]
     assert {c["store"] for c in document["checked"]} <= {"dynamodb", "s3"}
 
-    text = run_cli("status", STATE, env=env)
     assert text.returncode == 1, text
     assert "unknown" in text.stdout.lower() and "not checked" in text.stdout.lower(), text.stdout
     assert not NOT_LOCKED.search(text.stdout), text.stdout
 
-    listed = run_cli("list", env=env)
     assert "No locks held." not in listed.stdout, listed.stdout
     assert re.search(r"could not check|partial", listed.stdout + listed.stderr, re.IGNORECASE), listed
-    listed_json = run_cli("list", "--json", env=env)
     assert listed_json.json()["complete"] is False, listed_json.stdout
 
     # Slack: the same honesty, acked at once.
@@ -196,11 +199,14 @@ def test_aws_endpoint_down_is_unknown_never_unlocked(
 
     # The endpoint is back: the truth again, everywhere.
     aws_proxy.normal()
-    recovered = run_cli("status", STATE, "--json", env=env)
+    with ThreadPoolExecutor(2) as pool:
+        recovered, recovered_list = pool.map(
+            lambda args: run_cli(*args, env=env), [("status", STATE, "--json"), ("list", "--json")]
+        )
     assert recovered.returncode == 0, recovered
     assert recovered.json()["answer"] == "held" and recovered.json()["lock_id"] == lock.id
     assert all(c["ok"] for c in recovered.json()["checked"])
-    assert run_cli("list", "--json", env=env).json()["complete"] is True
+    assert recovered_list.returncode == 0 and recovered_list.json()["complete"] is True, recovered_list
     again = slash(bot, slack, f"status {STATE}", "status-after")
     assert lock.id in answer_text(slack, "status-after")
     assert_acked_in_time(again)
@@ -234,8 +240,11 @@ def test_flood_beyond_the_queue_gets_busy_replies(
     busy = [a for a in answers if BUSY in a]
     real = [a for a in answers if BUSY not in a]
     assert busy, "no look-up was turned away although the queue was full"
-    assert all('"ephemeral"' in a for a in busy), busy[0]
-    assert len(real) >= 2 and all(lock.id in a for a in real), real
+    assert all(is_ephemeral(a) for a in busy), busy[0]
+    # The rest are answered truthfully: the lock, or "unknown" when the backend's cap kept them waiting.
+    assert all(lock.id in a or COULD_NOT.search(a) for a in real), real
+    assert not [a for a in real if NOT_LOCKED.search(a)], real
+    assert any(lock.id in a for a in real), "no look-up got through to the slow backend"
     for i in range(FLOOD):  # exactly one answer per command
         assert len(slack.calls_to(f"/response/flood{i}")) <= 1
     assert metric_sum(bot, "tflock_busy_total") == len(busy)
