@@ -1,4 +1,4 @@
-"""`tflock-bot`: the bot's command line (SPEC §4). Exit codes: 0 success, 1 operation failed, 2 bad input."""
+"""`tflock-bot`: the bot's command line (docs/design.md §6). Exit codes: 0 success, 1 operation failed, 2 bad input."""
 
 from __future__ import annotations
 
@@ -133,7 +133,7 @@ def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _state_filter(text: str | None, settings: Settings) -> str | None:
-    """--state in any form SPEC §2 accepts but a lock ID (the trail outlives locks): address, s3://, alias."""
+    """--state in any form docs/design.md §3 accepts but a lock ID (the trail outlives locks): address, s3://, alias."""
     if not text:
         return None
     return parse_address(text, load_backends(settings).aliases).lock_id

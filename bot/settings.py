@@ -1,4 +1,4 @@
-"""Configuration, validated at start (SPEC §3): environment variables and an optional `.env`.
+"""Configuration, validated at start (docs/design.md §5): environment variables and an optional `.env`.
 
 A bad value stops the process with one line naming the variable — `SettingsError` carries that line.
 """

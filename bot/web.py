@@ -1,4 +1,4 @@
-"""The HTTP surface on TFLOCK_PORT (SPEC §7): /slack/events (HTTP mode), /healthz, /readyz, /metrics."""
+"""The HTTP surface on TFLOCK_PORT (docs/design.md §11): /slack/events (HTTP mode), /healthz, /readyz, /metrics."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Reading the audit trail: the filters managers use (SPEC §4), streamed in constant memory, written as a
+"""Reading the audit trail: the filters managers use (docs/design.md §6), streamed in constant memory, written as a
 table, CSV or JSON; the latest events for a Slack summary; a CSV file for Slack.
 
 Rows come in the order they were recorded (`id`, which is also the hash chain's order). CSV and JSON hold

@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
+from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.runtime import Runtime
@@ -36,6 +37,32 @@ class SlackBot:
 
 SLACK_TIMEOUT = 10  # seconds for any Web API call from a worker
 MODAL_TIMEOUT = 2  # views.open runs inside the listener: it must leave room for the 3 s ack
+MAX_RETRY_AFTER = 30.0  # seconds; a longer Retry-After fails the call (and the person is told) instead
+
+
+class RateLimitRetry(RateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (waits Retry-After, then tries again), but never for longer than `longest`:
+    a worker must not sleep for minutes because Slack asked it to."""
+
+    def __init__(self, max_retry_count: int, longest: float = MAX_RETRY_AFTER) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.longest = longest
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        wait = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
+        try:
+            return float(wait[0]) <= self.longest
+        except (TypeError, ValueError, IndexError):
+            return True  # no usable header: the parent waits about a second
 
 
 def build_client(runtime: Runtime, timeout: int = SLACK_TIMEOUT, *, rate_limit_retries: int = 3) -> WebClient:
@@ -44,7 +71,7 @@ def build_client(runtime: Runtime, timeout: int = SLACK_TIMEOUT, *, rate_limit_r
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
     client = WebClient(token=token, base_url=settings.slack_api_url, timeout=timeout)
     if rate_limit_retries:
-        client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries))
+        client.retry_handlers.append(RateLimitRetry(max_retry_count=rate_limit_retries))
     return client
 
 

@@ -61,6 +61,7 @@ def tflock_command(
     if len(str(command.get("text") or "")) > MAX_COMMAND_TEXT:
         ack(**help_message(f"That command is {len(command['text']):,} characters long; nothing was done.").as_kwargs())
         _count(runtime, "unknown", "bad_input")
+        log_request({"command": COMMAND, "user_id": request.user_id}, "bad_input", time.monotonic() - started)
         return
     answers: dict[str, Callable[[], tuple[Message, bool]]] = {  # (answer, ephemeral?)
         "status": lambda: (status(request, runtime), False),
@@ -76,8 +77,10 @@ def tflock_command(
         if request.subcommand == "help":
             ack(**help_message().as_kwargs())
             _count(runtime, "help", "ok")
+            log_request(command, "ok", time.monotonic() - started)
         else:
             ack(**help_message(f"Unknown command “{request.subcommand[:40]}”.").as_kwargs())
+            log_request(command, "bad_input", time.monotonic() - started)
             _count(runtime, "unknown", "bad_input")
         return
     # A request is a click-like decision (it writes the request); the rest are look-ups.

@@ -1,4 +1,4 @@
-"""Who may do what with a force-unlock request (SPEC §5, two-person rule), and the refusals people are told."""
+"""Who may do what with a force-unlock request (docs/design.md §8), and the refusals people are told."""
 
 from __future__ import annotations
 

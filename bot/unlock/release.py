@@ -1,4 +1,4 @@
-"""Releasing exactly the lock a request was approved for, and nothing else (SPEC §5 step 3).
+"""Releasing exactly the lock a request was approved for, and nothing else (docs/design.md §8, step 3).
 
 `compare` decides from a fresh read whether the lock is still the one that was seen; `delete_seen`
 then deletes it with compare-and-delete in each store that holds it — the lock file first, as

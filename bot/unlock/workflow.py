@@ -1,4 +1,4 @@
-"""The two-person force-unlock as a state machine over the database (SPEC §5).
+"""The two-person force-unlock as a state machine over the database (docs/design.md §8).
 
     pending ─approve × N─▶ approved ─▶ executing ─▶ executed | superseded | already_released | failed
        │                      └─▶ superseded | already_released | failed    (lock changed or gone: no attempt)

@@ -8,7 +8,7 @@ from tests.conftest import BUCKET, TABLE, Aws
 from tests.e2e.conftest import run_cli
 from tests.terraform import TerraformBackend, ago
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 KEY = "network/terraform.tfstate"
 ENV = {"TFLOCK_DYNAMODB_TABLE": TABLE, "TFLOCK_S3_BUCKETS": BUCKET}
 

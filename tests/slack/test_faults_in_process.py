@@ -124,3 +124,20 @@ def test_json_logs_carry_one_line_per_command_without_secrets(monkeypatch: pytes
     assert line["state"] == "acme-tfstate/network/terraform.tfstate" and line["outcome"] == "ok"
     assert line["duration_ms"] == 12.3
     assert "xoxb" not in stream.getvalue()
+
+
+def test_rate_limit_retry_waits_for_retry_after_but_never_for_minutes() -> None:
+    from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
+
+    from bot.slack.app import RateLimitRetry
+
+    handler = RateLimitRetry(max_retry_count=3, longest=30)
+    request = HttpRequest(method="POST", url="http://127.0.0.1/api/chat.postMessage", headers={})
+
+    def can_retry(status: int, headers: dict[str, list[str]]) -> bool:
+        response = HttpResponse(status_code=status, headers=headers)
+        return handler.can_retry(state=RetryState(), request=request, response=response)
+
+    assert can_retry(429, {"Retry-After": ["2"]})
+    assert not can_retry(429, {"retry-after": ["120"]})  # a worker would sleep for two minutes: give up
+    assert not can_retry(500, {})
