@@ -102,11 +102,10 @@ def test_database_stops_answering_and_comes_back(
     assert probe(bot, "/readyz").status == 200
 
     database.fail()
-
-    # Look-ups are still answered; the audit row they could not write is counted.
+    # A look-up, an Approve and a new request, all at once (each waits out the database on its own worker).
     status = slash(bot, slack, f"status {STATE}", "status")
-    assert lock.id in answer_text(slack, "status", timeout=30)
-    assert wait_until(lambda: metric_sum(bot, "tflock_audit_write_failures_total"), 10, "a counted audit failure")
+    approve = click(bot, slack, "tflock_approve", request_id, BOB, "bob")
+    another = slash(bot, slack, f"unlock {STATE} second attempt", "again", user=ALICE)
 
     # Readiness answers quickly whatever the database does; on PostgreSQL it says the database is out.
     ready = probe(bot, "/readyz")
@@ -114,11 +113,13 @@ def test_database_stops_answering_and_comes_back(
     if database.kind == "postgresql":
         assert ready.status == 503 and "database" in ready.body and "unavailable" in ready.body, ready
 
+    # Look-ups are still answered; the audit row they could not write is counted.
+    assert lock.id in answer_text(slack, "status", timeout=30)
+    assert wait_until(lambda: metric_sum(bot, "tflock_audit_write_failures_total"), 10, "a counted audit failure")
+
     # Unlocks fail closed: refused in words, nothing deleted.
-    approve = click(bot, slack, "tflock_approve", request_id, BOB, "bob")
     refused = answer_text(slack, "bob", timeout=30)
     assert "database" in refused.lower(), refused
-    another = slash(bot, slack, f"unlock {STATE} second attempt", "again", user=ALICE)
     assert "database" in answer_text(slack, "again", timeout=30).lower()
     assert dynamodb_item(remote_aws, STATE) is not None
     assert remote_aws.s3.list_objects_v2(Bucket=BUCKET, Prefix=f"{KEY}.tflock")["KeyCount"] == 1
