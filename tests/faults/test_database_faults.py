@@ -111,7 +111,8 @@ def test_database_stops_answering_and_comes_back(
     ready = probe(bot, "/readyz")
     assert ready.status is not None and ready.seconds < READY_SECONDS, ready
     if database.kind == "postgresql":
-        assert ready.status == 503 and "database" in ready.body and "unavailable" in ready.body, ready
+        # From loopback (these tests) the problem comes with its detail; elsewhere "database: unavailable".
+        assert ready.status == 503 and '"database: ' in ready.body, ready
 
     # Look-ups are still answered; the audit row they could not write is counted.
     assert lock.id in answer_text(slack, "status", timeout=30)
