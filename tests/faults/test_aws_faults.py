@@ -196,6 +196,7 @@ def test_aws_endpoint_down_is_unknown_never_unlocked(
     assert COULD_NOT.search(unlock_text), unlock_text  # refused, with the reason
     assert not [c for c in slack.calls_to("/api/chat.postMessage") if "blocks" in c.body], "an approval was posted"
     assert dynamodb_item(remote_aws, STATE) is not None
+    assert metric_sum(bot, "tflock_aws_errors_total") >= 1  # what operators see
 
     # The endpoint is back: the truth again, everywhere.
     aws_proxy.normal()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import BUCKET, TABLE, Aws
-from tests.e2e.conftest import MotoServer, free_port, run_cli
+from tests.e2e.conftest import MotoServer, free_port, run_cli, start_bot
 from tests.fakeslack import FakeSlack
 from tests.faults.conftest import (
     BOB,
@@ -73,6 +73,26 @@ def test_bad_token_still_exits_2_naming_the_variable(moto_server: MotoServer, sl
     assert result.returncode == 2, result
     assert "SLACK_BOT_TOKEN" in result.stderr + result.stdout, result
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_token_refused_once_slack_comes_back_exits_2(
+    moto_server: MotoServer, slack: FakeSlack, slack_proxy: FaultProxy, tmp_path: Path
+) -> None:
+    """Unreachable at start, then Slack answers and refuses the token: the same exit 2 as at start."""
+    slack_proxy.reset()
+    slack.fail["auth.test"] = "invalid_auth"
+    env = bot_env(
+        moto_server.url, slack, f"sqlite:///{tmp_path / 'tflock.db'}", SLACK_API_URL=slack_api_url(slack_proxy)
+    )
+    bot = start_bot(env, tmp_path / "refused.log")
+    try:
+        wait_until(lambda: slack_proxy.refused >= 1, 20, "auth.test to be tried")
+        slack_proxy.normal()
+        code = wait_until(lambda: bot.process.poll() is not None and [bot.process.returncode], 30, "serve to exit")
+        assert code == [2], bot.log()
+        assert "SLACK_BOT_TOKEN" in bot.log(), bot.log()
+    finally:
+        bot.stop()
 
 
 STORM = 3  # 429s in a row, each with Retry-After: 1: a burst the bot waits out
