@@ -143,6 +143,6 @@ echo "built in $((SECONDS - build_started)) s"
 # -- run it ------------------------------------------------------------------------------------------
 step "running $tag"
 "$python" -m tests.image.checks --image "$tag" --buildah-root "$store/storage" --buildah-runroot "$store/run" \
-  --storage-driver "$driver" \
+  --storage-driver "$driver" --base "$base" \
   || fail "the image $tag did not pass its checks"
 step "passed in $((SECONDS - started)) s"

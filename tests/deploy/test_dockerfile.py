@@ -1,7 +1,8 @@
 """The Dockerfile: hadolint, the hardening the chart relies on, and the wheel it installs, built and run.
 
-No container engine runs here, so the image itself is not built; instead the wheel is built from exactly
-what the builder stage copies, installed into a clean virtualenv and run; the migrations ship inside it.
+These are the fast checks, needing no root: the wheel is built from exactly what the builder stage copies,
+installed into a clean virtualenv and run; the migrations ship inside it. The image itself is built with
+buildah and run by the slow `image` tests (tests/image, scripts/image-test.sh).
 """
 
 from __future__ import annotations

@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -54,6 +55,8 @@ TABLE = "terraform-locks"
 KEY = "network/terraform.tfstate"
 OWNER = "alice@build-agent-07"
 SECRET = "image-test-signing-secret"
+VENV = "opt/tflock"  # the builder stage's virtualenv, copied whole into the runtime stage
+LAYER_BUDGET = 120_000_000  # bytes the Dockerfile may add to the base image (docs/benchmarks.md)
 # buildah itself touches these on every `buildah run` (it writes and removes /run/.containerenv): the
 # directory's own times are ignored, anything created inside it is not.
 BUILDAH_TOUCHES = {"run"}
@@ -184,6 +187,35 @@ def changes(
             continue
         found.append(f"changed /{path}")
     return found
+
+
+def file_bytes(tree: dict[str, Entry], under: str = "") -> int:
+    """What the files and symlinks in a snapshot hold (apparent sizes, as `du -sb` counts them, less dirs)."""
+    prefix = under.rstrip("/") + "/" if under else ""
+    return sum(e[3] for path, e in tree.items() if path.startswith(prefix) and not stat.S_ISDIR(e[0]))
+
+
+def check_size(buildah: Buildah, image_name: str, image_tree: dict[str, Entry], base: str) -> None:
+    """The project's share of the image (everything the Dockerfile adds to the base) against its budget."""
+    with container(buildah, base, {}, []) as box:
+        base_tree = snapshot(box.rootfs)
+    image, base_bytes = file_bytes(image_tree), file_bytes(base_tree)
+    ours, venv = image - base_bytes, file_bytes(image_tree, VENV)
+    sites = [path for path in image_tree if re.fullmatch(rf"{VENV}/lib/python3\.\d+/site-packages", path)]
+    names = {path.split("/")[5] for site in sites for path in image_tree if path.startswith(site + "/")}
+    packages = sorted(
+        ((file_bytes(image_tree, f"{site}/{name}"), name) for site in sites for name in names), reverse=True
+    )
+    largest = ", ".join(f"{name} {size / 1e6:.1f}" for size, name in packages[:6])
+    line = (
+        f"size: image {image / 1e6:.1f} MB, base {base_bytes / 1e6:.1f} MB, ours {ours / 1e6:.1f} MB "
+        f"(budget {LAYER_BUDGET / 1e6:.0f} MB), /{VENV} {venv / 1e6:.1f} MB (largest: {largest})"
+    )
+    listed = {name: buildah("images", "--noheading", "--format", "{{.Size}}", name) for name in (image_name, base)}
+    line += f"; buildah images (layer tar sizes): image {listed[image_name]}, base {listed[base]}"
+    if ours > LAYER_BUDGET:
+        raise CheckFailed(f"over budget: {line}")
+    ok(line)
 
 
 # -- services on loopback ----------------------------------------------------------------------------
@@ -380,7 +412,7 @@ def check_serve(
     ok("serve: the HEALTHCHECK command fails once serve has stopped")
 
 
-def run_checks(buildah: Buildah, image: str) -> None:
+def run_checks(buildah: Buildah, image: str, base: str | None = None) -> None:
     chart = Chart.load()
     config = ImageConfig.of(buildah, image)
     check_config(config, chart)
@@ -423,6 +455,8 @@ def run_checks(buildah: Buildah, image: str) -> None:
         if written:
             raise CheckFailed("written outside /tmp: " + ", ".join(written[:20]))
         ok(f"nothing written outside /tmp ({len(before)} paths compared)")
+        if base is not None:
+            check_size(buildah, image, before, base)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -431,9 +465,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--buildah-root", required=True)
     parser.add_argument("--buildah-runroot", required=True)
     parser.add_argument("--storage-driver", required=True)
+    parser.add_argument("--base", help="the image the Dockerfile built on: measure what it adds (budget)")
     args = parser.parse_args(argv)
     try:
-        run_checks(Buildah(args.buildah_root, args.buildah_runroot, args.storage_driver), args.image)
+        run_checks(Buildah(args.buildah_root, args.buildah_runroot, args.storage_driver), args.image, args.base)
     except CheckFailed as failure:
         print(f"FAILED: {failure}", file=sys.stderr, flush=True)
         return 1
