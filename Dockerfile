@@ -13,16 +13,21 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Only what the wheel is built from (pyproject reads README.md; migrations/ ships inside the wheel as
-# bot.migrations); .dockerignore keeps the rest out.
+# The dependencies first, exactly as locked: every file's hash must match requirements/runtime.txt (the
+# export of uv.lock, see scripts/lock.sh), and only wheels are taken (psycopg[binary] included), so no
+# compiler is needed even here. This layer is rebuilt only when the lock changes.
+COPY requirements/runtime.txt ./requirements/runtime.txt
+RUN python -m venv /opt/tflock \
+ && /opt/tflock/bin/pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements/runtime.txt
+# Then tflock itself, from only what the wheel is built from (pyproject reads README.md; migrations/ ships
+# inside the wheel as bot.migrations); .dockerignore keeps the rest out. --no-deps: nothing unlocked.
+# The build backend is locked too (requirements/build.txt): no build isolation fetching an unpinned setuptools.
+COPY requirements/build.txt ./requirements/build.txt
 COPY pyproject.toml README.md ./
 COPY bot/ ./bot/
 COPY migrations/ ./migrations/
-# Every dependency ships manylinux wheels (psycopg[binary] included), so no compiler is needed even here.
-# Nothing is installed at run time, so the virtualenv's own pip and setuptools go once `pip check` has
-# passed (25 MB of the layer; docs/benchmarks.md).
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
- && python -m venv /opt/tflock \
+RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements/build.txt \
+ && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels . \
  && /opt/tflock/bin/pip install --no-cache-dir --no-index --no-deps /wheels/*.whl \
  && /opt/tflock/bin/pip check \
  && /opt/tflock/bin/python -m pip uninstall --yes --quiet pip setuptools
