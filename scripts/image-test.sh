@@ -88,11 +88,17 @@ if bah inspect --type image "$base" >/dev/null 2>&1; then
   step "stand-in base $base is cached"
 else
   step "building the stand-in base $base with debootstrap"
-  mirror=${TFLOCK_DEBIAN_MIRROR:-http://deb.debian.org/debian}
+  # The Debian mirror this machine's apt uses (deb822 .sources or sources.list), not the security archive.
+  configured=$(cat /etc/apt/sources.list.d/*.sources 2>/dev/null | awk '$1 == "URIs:" {print $2}' | grep -v security | head -1 || true)
+  [ -n "$configured" ] || configured=$(grep -hs '^deb ' /etc/apt/sources.list /etc/apt/sources.list.d/*.list \
+    | awk '{print $2}' | grep -v security | head -1 || true)
+  base_started=$SECONDS
+  mirror=${TFLOCK_DEBIAN_MIRROR:-${configured:-http://deb.debian.org/debian}}
   rootfs=$work/rootfs
   debootstrap --variant=minbase --include=python3,python3-venv,python3-pip,ca-certificates \
     bookworm "$rootfs" "$mirror" >"$work/debootstrap.log" 2>&1 \
     || { tail -20 "$work/debootstrap.log" >&2; fail "debootstrap bookworm from $mirror did not work"; }
+  echo "debootstrap from $mirror: $((SECONDS - base_started)) s"
   # As in python:*-slim: python/pip on PATH under /usr/local/bin, and no PEP 668 marker (the official
   # image's interpreter is not Debian's, so pip may install into it). As in debian:bookworm-slim, which
   # it is built on: no apt lists or .debs, no manuals, info pages, translations or docs but copyrights.
