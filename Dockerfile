@@ -29,7 +29,8 @@ COPY migrations/ ./migrations/
 RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements/build.txt \
  && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels . \
  && /opt/tflock/bin/pip install --no-cache-dir --no-index --no-deps /wheels/*.whl \
- && /opt/tflock/bin/pip check
+ && /opt/tflock/bin/pip check \
+ && /opt/tflock/bin/python -m pip uninstall --yes --quiet pip setuptools
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="tflock" \

@@ -1,9 +1,10 @@
 """The Dockerfile: hadolint, the hardening the chart relies on, and the wheel it installs, built and run.
 
-No container engine runs here, so the image itself is not built; instead the builder stage's own RUN
-commands run against exactly what it copies from a fresh clone: the locked dependencies installed with
-hashes required, then the wheel with --no-deps, into a clean virtualenv that is then run; the migrations
-ship inside it. Those tests are `slow` (real pip installs with downloads: a minute or two).
+These need no root: the builder stage's own RUN commands run against exactly what it copies from a fresh
+clone: the locked dependencies installed with hashes required, then the wheel with --no-deps, into a clean
+virtualenv that is then run; the migrations ship inside it. Those tests are `slow` (real pip installs with
+downloads: a minute or two). The image itself is built with buildah and run by tests/image
+(scripts/image-test.sh).
 """
 
 from __future__ import annotations
@@ -261,8 +262,19 @@ def clean_install(tmp_path_factory: pytest.TempPathFactory) -> CleanInstall:
 def test_clean_virtualenv_has_only_the_wheel_and_its_dependencies(clean_install: CleanInstall) -> None:
     config = (clean_install.venv / "pyvenv.cfg").read_text(encoding="utf-8")
     assert "include-system-site-packages = false" in config
-    result = clean_install.run("python", "-m", "pip", "check")
+    # The builder ran `pip check` before removing the virtualenv's own pip; check again from outside.
+    python = str(clean_install.venv / "bin" / "python")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
+    for tool in ("pip", "setuptools"):  # nothing is installed at run time (docs/benchmarks.md)
+        absent = clean_install.run("python", "-c", f"import importlib.util as u; assert u.find_spec({tool!r}) is None")
+        assert absent.returncode == 0, f"{tool} is still in the runtime virtualenv"
     where = clean_install.run("python", "-c", "import bot; print(bot.__file__)")
     assert where.stdout.startswith(str(clean_install.venv)), "bot must come from the wheel, not the work tree"
 
