@@ -194,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--state", help="only this state")
     report.set_defaults(func=cmd_audit_report)
 
+    demo = sub.add_parser(
+        "demo",
+        help="try it: embedded AWS, the bot and a page that plays Slack, on 127.0.0.1 (pip install '.[demo]')",
+        description="Start moto (AWS), the real bot and a local page that plays Slack, all on 127.0.0.1. "
+        "Ignores AWS_*, SLACK_* and TFLOCK_* settings; never reaches real AWS or Slack. Ctrl-C stops it.",
+    )
+    demo.add_argument("--port", type=int, default=8300, help="the page's port on 127.0.0.1 (default 8300; 0: any)")
+    demo.add_argument("--no-open", action="store_true", help="do not open a browser")
+    demo.add_argument(
+        "--database", metavar="FILE", help="keep the audit trail in this SQLite file (default: temporary)"
+    )
+    demo.set_defaults(func=None)
+
     status = sub.add_parser("status", help="who holds a state's lock, since when")
     status.add_argument(
         "state", help="bucket/key as Terraform prints it under Path:, s3://bucket/key, alias or lock ID"
@@ -215,8 +228,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=os.environ.get("TFLOCK_LOG_LEVEL", "WARNING").upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    func: Command = args.func
+    func: Command | None = args.func
     try:
+        if func is None:  # `demo` brings its own settings and ignores the environment's
+            from bot.demo.run import run_demo  # noqa: PLC0415
+
+            return run_demo(args)
         return func(args, load_settings())
     except SettingsError as exc:
         print(f"tflock-bot: {exc}", file=sys.stderr)

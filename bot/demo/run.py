@@ -1,0 +1,192 @@
+"""`tflock-bot demo`: embedded AWS (moto), the real bot (`serve`, HTTP mode) and a page that plays Slack,
+all in this process and all on 127.0.0.1. Nothing reaches real AWS or Slack."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import logging
+import os
+import secrets
+import socket
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+import webbrowser
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+DEFAULT_PORT = 8300
+READY_TIMEOUT = 60.0
+_AMBIENT_PREFIXES = ("AWS_", "SLACK_", "TFLOCK_", "BOTO_")
+_PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+def say(text: str) -> None:
+    print(f"tflock demo: {text}", flush=True)
+
+
+def set_aside_ambient_settings() -> list[str]:
+    """Drop AWS/Slack/tflock settings (and proxies) from this process's environment; return their names."""
+    names = sorted(k for k in os.environ if k.startswith(_AMBIENT_PREFIXES) or k in _PROXIES)
+    for name in names:
+        del os.environ[name]
+    return names
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_up(url: str, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2):  # noqa: S310 (a loopback URL built here)
+                return True
+        except OSError:
+            time.sleep(0.05)
+    return False
+
+
+def port_problem(port: int, exc: OSError) -> str:
+    if exc.errno == errno.EADDRINUSE:
+        return (
+            f"tflock-bot demo: port {port} on 127.0.0.1 is already in use; "
+            "choose another with --port N (--port 0 picks a free one)"
+        )
+    return f"tflock-bot demo: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}"
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    started = time.monotonic()
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server would log every AWS call
+    say("everything runs in this process on 127.0.0.1; nothing here reaches real AWS or Slack.")
+    ambient = set_aside_ambient_settings()
+    if ambient:
+        say(f"your own settings are set aside for this run ({', '.join(ambient)}); the demo uses its own.")
+    else:
+        say("no AWS, Slack or tflock settings in the environment; the demo uses its own anyway.")
+
+    # The demo's dependencies (moto, the bot's server) load only for this command.
+    from bot.demo import world  # noqa: PLC0415
+    from bot.demo.slack import Workspace  # noqa: PLC0415
+    from bot.demo.web import Demo, make_server, serve_in_thread  # noqa: PLC0415
+
+    work = tempfile.TemporaryDirectory(prefix="tflock-demo-")
+    home = Path(work.name)
+    # Credentials and endpoint for moto only; no shared config or credentials files, no instance metadata.
+    os.environ.update(
+        {
+            "AWS_ACCESS_KEY_ID": "demo",
+            "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
+            "AWS_REGION": world.REGION,
+            "AWS_DEFAULT_REGION": world.REGION,
+            "AWS_CONFIG_FILE": str(home / "no-aws-config"),
+            "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
+            "AWS_EC2_METADATA_DISABLED": "true",
+            "NO_PROXY": "127.0.0.1,localhost",
+        }
+    )
+    token = "xoxb-demo-" + secrets.token_hex(12)
+    secret = secrets.token_hex(16)
+    parts = {"aws": "starting", "bot": "starting"}
+    clients: dict[str, Any] = {}
+
+    def aws(service: str) -> Any:
+        return clients[service]
+
+    workspace = Workspace(token, secret, "http://127.0.0.1")
+    try:
+        server = make_server(args.port, Demo(workspace, aws, lambda: dict(parts)))
+    except OSError as exc:
+        work.cleanup()
+        print(port_problem(args.port, exc), file=sys.stderr)
+        return 1
+    page_url = f"http://127.0.0.1:{server.server_address[1]}"
+    workspace.base_url = page_url
+    serve_in_thread(server)
+    say(f"this page plays Slack: {page_url}/ (starting…)")
+
+    moto: Any = None
+    try:
+        moto, aws_url = start_aws()
+        import boto3  # noqa: PLC0415
+
+        for service in ("s3", "dynamodb"):
+            clients[service] = boto3.client(service, region_name=world.REGION, endpoint_url=aws_url)
+        world.seed(clients["s3"], clients["dynamodb"], datetime.now(UTC))
+        os.environ["AWS_ENDPOINT_URL"] = aws_url  # the bot's boto3 clients find moto through this
+        parts["aws"] = "ready"
+        say(f"AWS is moto on {aws_url}: table {world.TABLE}, bucket {world.BUCKET}, locks as Terraform writes them.")
+
+        database = Path(args.database).resolve() if args.database else home / "tflock-demo.db"
+        bot_port = free_port()
+        settings = bot_settings(token, secret, page_url, bot_port, database)
+        workspace.bot_url = f"http://127.0.0.1:{bot_port}/slack/events"
+        say(f"the bot is `tflock-bot serve` in HTTP mode on 127.0.0.1:{bot_port}; audit trail in {database}")
+
+        def announce() -> None:
+            if not wait_until_up(f"http://127.0.0.1:{bot_port}/readyz", READY_TIMEOUT):
+                say("the bot did not become ready within a minute; see the messages above.")
+                return
+            parts["bot"] = "ready"
+            say(f"ready in {time.monotonic() - started:.1f} s: open {page_url}/  (Ctrl-C stops everything)")
+            if not args.no_open:
+                webbrowser.open(page_url + "/")
+
+        threading.Thread(target=announce, name="tflock-demo-announce", daemon=True).start()
+        from bot.server import serve  # noqa: PLC0415
+
+        return serve(settings, host="127.0.0.1")
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        server.shutdown()
+        server.server_close()
+        if moto is not None:
+            moto.stop()
+        work.cleanup()
+        say("stopped: the page, the bot and the embedded AWS are gone.")
+
+
+def start_aws() -> tuple[Any, str]:
+    """moto's threaded server on a free loopback port."""
+    try:
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415
+    except ImportError:
+        raise SystemExit(
+            "tflock-bot demo: the demo needs its extra dependencies: pip install 'tflock[demo]' "
+            "(from a clone: pip install '.[demo]')"
+        ) from None
+    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    moto.start()
+    host, port = moto.get_host_and_port()
+    return moto, f"http://{host}:{port}"
+
+
+def bot_settings(token: str, secret: str, page_url: str, port: int, database: Path) -> Any:
+    """The bot's settings, every one given here: nothing is read from the environment or a .env file."""
+    from bot.demo import slack, world  # noqa: PLC0415
+    from bot.settings import load_settings  # noqa: PLC0415
+
+    return load_settings(
+        _env_file=None,
+        SLACK_BOT_TOKEN=token,
+        SLACK_SIGNING_SECRET=secret,
+        SLACK_API_URL=page_url + "/api/",
+        TFLOCK_DATABASE_URL=f"sqlite:///{database}",
+        TFLOCK_DYNAMODB_TABLE=world.TABLE,
+        TFLOCK_S3_LOCKFILE="auto",
+        TFLOCK_S3_BUCKETS=[world.BUCKET],
+        TFLOCK_APPROVERS=list(slack.APPROVERS),
+        TFLOCK_AUDITORS=list(slack.AUDITORS),
+        TFLOCK_ALLOWED_CHANNELS=[slack.CHANNEL],
+        TFLOCK_PORT=port,
+    )

@@ -1,0 +1,135 @@
+"""`tflock-bot demo` as a person runs it (a real process), and Debian's chromium driven by Playwright."""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.e2e.conftest import tflock_bot_executable
+
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "demo"
+CHROMIUM = os.environ.get("TFLOCK_TEST_CHROMIUM", "/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+_PAGE_LINE = re.compile(r"this page plays Slack: (http://127\.0\.0\.1:\d+)/")
+
+
+@dataclass
+class DemoProcess:
+    process: subprocess.Popen[str]
+    url: str
+    lines: list[str] = field(default_factory=list)
+
+    def stop(self) -> int:
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # what Ctrl-C sends
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+def start_demo(*args: str, ready_timeout: float = 30.0, env: dict[str, str] | None = None) -> DemoProcess:
+    """Start `tflock-bot demo --no-open --port 0 …`; return once it says it is ready (or fail with its output)."""
+    process = subprocess.Popen(
+        [*tflock_bot_executable(), "demo", "--no-open", "--port", "0", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, **(env or {})},
+    )
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def pump() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+        lines.put(None)
+
+    threading.Thread(target=pump, daemon=True).start()
+    seen: list[str] = []
+    url = None
+    deadline = time.monotonic() + ready_timeout
+    while time.monotonic() < deadline:
+        try:
+            line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        except queue.Empty:
+            break
+        if line is None:
+            break
+        seen.append(line)
+        match = _PAGE_LINE.search(line)
+        if match:
+            url = match.group(1)
+        if "ready in" in line and url:
+            demo = DemoProcess(process, url, seen)
+
+            threading.Thread(target=_keep_reading, args=(lines, demo), daemon=True).start()
+            return demo
+    process.kill()
+    process.wait(5)
+    raise AssertionError("tflock-bot demo did not become ready:\n" + "\n".join(seen))
+
+
+def _keep_reading(lines: queue.Queue[str | None], demo: DemoProcess) -> None:
+    while (more := lines.get()) is not None:
+        demo.lines.append(more)
+
+
+@pytest.fixture
+def demo() -> Iterator[DemoProcess]:
+    running = start_demo()
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: apt-get install -y chromium (.ci/run installs it)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.fail("playwright is missing: pip install -e '.[dev]'")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def artifacts(request: pytest.FixtureRequest) -> Path:
+    folder = ARTIFACTS / request.node.name
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    return folder
+
+
+def python() -> str:
+    return sys.executable
