@@ -8,7 +8,6 @@ import re
 import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +17,8 @@ from typing import Any
 
 import pytest
 
+from bot.demo.slack import Workspace
+from bot.demo.web import Demo, make_server, serve_in_thread
 from tests.e2e.conftest import tflock_bot_executable
 
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "demo"
@@ -31,6 +32,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
+TOKEN = "xoxb-test-page"
 _PAGE_LINE = re.compile(r"this page plays Slack: (http://127\.0\.0\.1:\d+)/")
 
 
@@ -131,5 +133,16 @@ def artifacts(request: pytest.FixtureRequest) -> Path:
     return folder
 
 
-def python() -> str:
-    return sys.executable
+@pytest.fixture
+def page_server() -> Iterator[tuple[str, Workspace]]:
+    """The page's server alone, in-process (no bot, no AWS): tests play the bot with the token TOKEN."""
+    workspace = Workspace(TOKEN, "unused-secret", "http://127.0.0.1")
+    server = make_server(0, Demo(workspace, lambda service: None, lambda: {"page": "ready"}))
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    workspace.base_url = url
+    serve_in_thread(server)
+    try:
+        yield url, workspace
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -99,7 +99,14 @@ function control(inner) {
   return document.createTextNode("<" + decode(inner) + ">");
 }
 
-const INLINE = /(`[^`\n]+`)|(<[^<>\n]+>)|((?<![A-Za-z0-9])\*[^*\n]+\*(?![A-Za-z0-9]))|((?<![A-Za-z0-9])_[^_\n]+_(?![A-Za-z0-9]))|((?<![A-Za-z0-9])~[^~\n]+~(?![A-Za-z0-9]))|(:[a-z0-9_+-]+:)/g;
+// Slack's rule: *bold*, _italic_ and ~strike~ open after a space or an opening bracket/quote (or at the
+// start), hug their text, and close before a space, punctuation or the end; never inside a word.
+const OPEN = String.raw`(?<![^\s(\[{"'“‘])`;
+const CLOSE = String.raw`(?=$|[\s.,;:!?)\]}"'”’])`;
+const EMPHASIS = (m) => `${OPEN}\\${m}(?![\\s${m}])[^${m}\\n]*?[^\\s${m}]\\${m}${CLOSE}`;
+const INLINE = new RegExp(
+  String.raw`(\`[^\`\n]+\`)|(<[^<>\n]+>)|(` + EMPHASIS("*") + ")|(" + EMPHASIS("_") + ")|(" + EMPHASIS("~") +
+  String.raw`)|(:[a-z0-9_+-]+:)`, "g");
 
 function inline(text) {
   const out = document.createDocumentFragment();
