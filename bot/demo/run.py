@@ -5,22 +5,24 @@ from __future__ import annotations
 
 import argparse
 import errno
+import importlib.util
 import logging
 import os
 import secrets
 import socket
+import subprocess
 import sys
 import tempfile
 import threading
 import time
 import urllib.request
 import webbrowser
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
 DEFAULT_PORT = 8300
+REGION = "eu-west-1"  # bot.demo.world.REGION, known here before the demo's modules load
 READY_TIMEOUT = 60.0
 _AMBIENT_PREFIXES = ("AWS_", "SLACK_", "TFLOCK_", "BOTO_")
 _PROXIES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
@@ -64,20 +66,31 @@ def port_problem(port: int, exc: OSError) -> str:
     return f"tflock-bot demo: cannot listen on 127.0.0.1:{port}: {exc.strerror or exc}"
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux /proc), so "ready in" counts the imports too."""
+    try:
+        ticks = int(Path("/proc/self/stat").read_text().rsplit(")", 1)[1].split()[19])
+        uptime = float(Path("/proc/uptime").read_text().split()[0])
+        return uptime - ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def run_demo(args: argparse.Namespace) -> int:
-    started = time.monotonic()
-    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's server would log every AWS call
-    say("everything runs in this process on 127.0.0.1; nothing here reaches real AWS or Slack.")
+    started = time.monotonic() - (process_age() or 0.0)
+    say("everything runs here, on 127.0.0.1 only; nothing here reaches real AWS or Slack.")
     ambient = set_aside_ambient_settings()
     if ambient:
         say(f"your own settings are set aside for this run ({', '.join(ambient)}); the demo uses its own.")
     else:
         say("no AWS, Slack or tflock settings in the environment; the demo uses its own anyway.")
-
-    # The demo's dependencies (moto, the bot's server) load only for this command.
-    from bot.demo import world  # noqa: PLC0415
-    from bot.demo.slack import Workspace  # noqa: PLC0415
-    from bot.demo.web import Demo, make_server, serve_in_thread  # noqa: PLC0415
+    if importlib.util.find_spec("moto") is None:
+        print(
+            "tflock-bot demo: the demo needs its extra dependencies: pip install 'tflock[demo]' "
+            "(from a clone: pip install '.[demo]')",
+            file=sys.stderr,
+        )
+        return 1
 
     work = tempfile.TemporaryDirectory(prefix="tflock-demo-")
     home = Path(work.name)
@@ -86,56 +99,77 @@ def run_demo(args: argparse.Namespace) -> int:
         {
             "AWS_ACCESS_KEY_ID": "demo",
             "AWS_SECRET_ACCESS_KEY": secrets.token_hex(16),
-            "AWS_REGION": world.REGION,
-            "AWS_DEFAULT_REGION": world.REGION,
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
             "AWS_CONFIG_FILE": str(home / "no-aws-config"),
             "AWS_SHARED_CREDENTIALS_FILE": str(home / "no-aws-credentials"),
             "AWS_EC2_METADATA_DISABLED": "true",
             "NO_PROXY": "127.0.0.1,localhost",
         }
     )
+    # First, so moto loads and the locks are written on one core while the bot starts on the other.
+    aws_process = subprocess.Popen(
+        [sys.executable, "-m", "bot.demo.aws"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        return _run(args, started, home, aws_process)
+    finally:
+        _stop_aws(aws_process)
+        work.cleanup()
+        say("stopped: the page, the bot and the embedded AWS are gone.")
+
+
+def _run(args: argparse.Namespace, started: float, home: Path, aws_process: subprocess.Popen[str]) -> int:
+    from bot.demo import world  # noqa: PLC0415
+    from bot.demo.slack import Workspace  # noqa: PLC0415
+    from bot.demo.web import Demo, make_server, serve_in_thread  # noqa: PLC0415
+
     token = "xoxb-demo-" + secrets.token_hex(12)
     secret = secrets.token_hex(16)
     parts = {"aws": "starting", "bot": "starting"}
+    aws_url: list[str] = []
     clients: dict[str, Any] = {}
+    clients_lock = threading.Lock()
 
     def aws(service: str) -> Any:
-        return clients[service]
+        """The Terraform panel's boto3 clients on the embedded AWS, made on first use."""
+        with clients_lock:
+            if service not in clients:
+                import boto3  # noqa: PLC0415
+
+                clients[service] = boto3.client(service, region_name=world.REGION, endpoint_url=aws_url[0])  # type: ignore[call-overload]
+            return clients[service]
 
     workspace = Workspace(token, secret, "http://127.0.0.1")
     try:
         server = make_server(args.port, Demo(workspace, aws, lambda: dict(parts)))
     except OSError as exc:
-        work.cleanup()
         print(port_problem(args.port, exc), file=sys.stderr)
         return 1
     page_url = f"http://127.0.0.1:{server.server_address[1]}"
     workspace.base_url = page_url
     serve_in_thread(server)
     say(f"this page plays Slack: {page_url}/ (starting…)")
-
-    moto: Any = None
     try:
-        moto, aws_url = start_aws()
-        import boto3  # noqa: PLC0415
-
-        for service in ("s3", "dynamodb"):
-            clients[service] = boto3.client(service, region_name=world.REGION, endpoint_url=aws_url)
-        world.seed(clients["s3"], clients["dynamodb"], datetime.now(UTC))
-        os.environ["AWS_ENDPOINT_URL"] = aws_url  # the bot's boto3 clients find moto through this
-        parts["aws"] = "ready"
-        say(f"AWS is moto on {aws_url}: table {world.TABLE}, bucket {world.BUCKET}, locks as Terraform writes them.")
-
         database = Path(args.database).resolve() if args.database else home / "tflock-demo.db"
         bot_port = free_port()
         settings = bot_settings(token, secret, page_url, bot_port, database)
-        workspace.bot_url = f"http://127.0.0.1:{bot_port}/slack/events"
         say(f"the bot is `tflock-bot serve` in HTTP mode on 127.0.0.1:{bot_port}; audit trail in {database}")
 
         def announce() -> None:
+            assert aws_process.stdout is not None
+            line = aws_process.stdout.readline().strip()  # the endpoint, once moto is up and seeded
+            if not line.startswith("http://127.0.0.1:"):
+                say("the embedded AWS did not start; see the messages above. Stop the demo with Ctrl-C.")
+                return
+            aws_url.append(line)
+            os.environ["AWS_ENDPOINT_URL"] = line  # the bot's boto3 clients are made on first use, after this
+            parts["aws"] = "ready"
+            say(f"AWS is moto on {line}: table {world.TABLE}, bucket {world.BUCKET}, locks as Terraform writes them.")
             if not wait_until_up(f"http://127.0.0.1:{bot_port}/readyz", READY_TIMEOUT):
                 say("the bot did not become ready within a minute; see the messages above.")
                 return
+            workspace.bot_url = f"http://127.0.0.1:{bot_port}/slack/events"
             parts["bot"] = "ready"
             say(f"ready in {time.monotonic() - started:.1f} s: open {page_url}/  (Ctrl-C stops everything)")
             if not args.no_open:
@@ -150,25 +184,18 @@ def run_demo(args: argparse.Namespace) -> int:
     finally:
         server.shutdown()
         server.server_close()
-        if moto is not None:
-            moto.stop()
-        work.cleanup()
-        say("stopped: the page, the bot and the embedded AWS are gone.")
 
 
-def start_aws() -> tuple[Any, str]:
-    """moto's threaded server on a free loopback port."""
+def _stop_aws(process: subprocess.Popen[str]) -> None:
+    """Stop moto (it holds nothing worth keeping); kill it if it does not go."""
     try:
-        from moto.server import ThreadedMotoServer  # noqa: PLC0415
-    except ImportError:
-        raise SystemExit(
-            "tflock-bot demo: the demo needs its extra dependencies: pip install 'tflock[demo]' "
-            "(from a clone: pip install '.[demo]')"
-        ) from None
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    moto.start()
-    host, port = moto.get_host_and_port()
-    return moto, f"http://{host}:{port}"
+        if process.stdin is not None:
+            process.stdin.close()
+        process.terminate()
+        process.wait(10)
+    except (OSError, subprocess.TimeoutExpired):
+        process.kill()
+        process.wait(5)
 
 
 def bot_settings(token: str, secret: str, page_url: str, port: int, database: Path) -> Any:

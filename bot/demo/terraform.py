@@ -222,10 +222,9 @@ def plan(
         ways.append(f"lock file {address.lockfile_key} (PutObject If-None-Match: *)")
     if backend.table is not None:
         ways.append(f"DynamoDB item {address.lock_id} (PutItem attribute_not_exists(LockID))")
-    return PlanResult(
-        True,
-        f"$ {command}\n"
-        f"The state lock was free: {backend.tool} took it ({'; '.join(ways)}), ID {lock_id}.\n"
-        f"(Here {backend.tool} would refresh and plan; the demo stops at the lock.)\n"
-        f"The state lock was released again.",
-    )
+    said = [
+        f"The state lock was free: {backend.tool} took it ({'; '.join(ways)}), ID {lock_id}.",
+        f"(Here {backend.tool} would refresh and plan; the demo stops at the lock.)",
+        "The state lock was released again.",
+    ]
+    return PlanResult(True, "\n".join([f"$ {command}", *(line for s in said for line in textwrap.wrap(s, WRAP))]))

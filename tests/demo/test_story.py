@@ -30,7 +30,7 @@ class Story:
 
     def shot(self, name: str) -> None:
         self.step += 1
-        self.page.screenshot(path=str(self.folder / f"{self.step:02d}-{name}.png"), full_page=True)
+        self.page.screenshot(path=str(self.folder / f"{self.step:02d}-{name}.png"))
 
     def become(self, name: str) -> None:
         label = {"alice": "Alice Archer", "bob": "Bob Brooks", "mallory": "Mallory Moss", "grace": "Grace Green"}[name]
@@ -122,14 +122,19 @@ def test_the_force_unlock_story(demo: DemoProcess, chromium: Any, artifacts: Pat
     approve("not an approver")
     story.shot("mallory-refused")
 
-    # 6. Bob approves through the confirm dialog; the request message changes in place.
+    # 6. Bob approves through the confirm dialog, keyboard only; the request message changes in place.
     story.become("bob")
-    page.locator(f'li.message[data-ts="{ts}"]').get_by_role("button", name="Approve").click()
+    page.locator(f'li.message[data-ts="{ts}"]').get_by_role("button", name="Approve").focus()
+    page.keyboard.press("Enter")
     confirm = page.get_by_role("alertdialog", name="Release this lock?")
     confirm.wait_for()
     assert "only if it is still exactly the lock that was requested" in confirm.inner_text()
+    focused = "() => document.activeElement && document.activeElement.textContent"
+    assert page.evaluate(focused) == "Not yet"  # the safe choice has the focus
     story.shot("bob-confirm")
-    confirm.get_by_role("button", name="Approve and release").click()
+    page.keyboard.press("Tab")
+    assert page.evaluate(focused) == "Approve and release"
+    page.keyboard.press("Enter")
     released = page.locator(f'li.message[data-ts="{ts}"]', has_text="Released")
     released.wait_for()
     assert page.locator("#messages > li.message", has_text="force-unlock of").count() == 1  # updated, not re-posted
