@@ -124,6 +124,7 @@ def main() -> int:
 
     for key, value in machine("moto", "playwright").items():
         print(f"{key}: {value}")
+    print("load average before: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     runs = []
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
@@ -134,6 +135,7 @@ def main() -> int:
                 print(f"run {index + 1}: " + ", ".join(f"{k} {v:.2f}" for k, v in figures.items()), flush=True)
         finally:
             browser.close()
+    print("load average after: {:.2f} {:.2f} {:.2f}".format(*os.getloadavg()))
     print()
     print(f"{'measure':40} {'median':>9} {'min':>9} {'max':>9}")
     for key in runs[0]:

@@ -156,6 +156,12 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535; 0 picks a free one)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tflock-bot",
@@ -200,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start moto (AWS), the real bot and a local page that plays Slack, all on 127.0.0.1. "
         "Ignores AWS_*, SLACK_* and TFLOCK_* settings; never reaches real AWS or Slack. Ctrl-C stops it.",
     )
-    demo.add_argument("--port", type=int, default=8300, help="the page's port on 127.0.0.1 (default 8300; 0: any)")
+    demo.add_argument("--port", type=_port, default=8300, help="the page's port on 127.0.0.1 (default 8300; 0: any)")
     demo.add_argument("--no-open", action="store_true", help="do not open a browser")
     demo.add_argument(
         "--database", metavar="FILE", help="keep the audit trail in this SQLite file (default: temporary)"

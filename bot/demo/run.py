@@ -84,6 +84,9 @@ def run_demo(args: argparse.Namespace) -> int:
         say(f"your own settings are set aside for this run ({', '.join(ambient)}); the demo uses its own.")
     else:
         say("no AWS, Slack or tflock settings in the environment; the demo uses its own anyway.")
+    if args.database and not Path(args.database).resolve().parent.is_dir():
+        print(f"tflock-bot demo: --database {args.database}: its folder does not exist", file=sys.stderr)
+        return 2
     if importlib.util.find_spec("moto") is None:
         print(
             "tflock-bot demo: the demo needs its extra dependencies: pip install 'tflock[demo]' "

@@ -146,3 +146,55 @@ def page_server() -> Iterator[tuple[str, Workspace]]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+# WCAG 2.1 AA: 4.5:1 for text, 3:1 for large text; every form control has an accessible name.
+_ACCESSIBILITY_JS = r"""
+() => {
+  const parse = (s) => {
+    const m = s.match(/rgba?\(([^)]+)\)/);
+    if (!m) return null;
+    const p = m[1].split(",").map((x) => parseFloat(x));
+    return { rgb: p.slice(0, 3), a: p.length > 3 ? p[3] : 1 };
+  };
+  const lum = (rgb) => {
+    const [r, g, b] = rgb.map((v) => { v /= 255; return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const background = (el) => {
+    for (let n = el; n; n = n.parentElement) {
+      const c = parse(getComputedStyle(n).backgroundColor);
+      if (c && c.a > 0.5) return c.rgb;
+    }
+    return [255, 255, 255];
+  };
+  const problems = [];
+  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
+  while (walker.nextNode()) {
+    const text = walker.currentNode;
+    if (!text.textContent.trim()) continue;
+    const el = text.parentElement;
+    if (el.closest("[hidden]") || el.getClientRects().length === 0) continue;
+    const style = getComputedStyle(el);
+    const fg = parse(style.color).rgb, bg = background(el);
+    const [hi, lo] = [lum(fg), lum(bg)].sort((a, b) => b - a);
+    const ratio = (hi + 0.05) / (lo + 0.05);
+    const size = parseFloat(style.fontSize), bold = parseInt(style.fontWeight, 10) >= 700;
+    const need = size >= 24 || (bold && size >= 18.66) ? 3 : 4.5;
+    const shown = text.textContent.trim().slice(0, 40);
+    if (ratio < need) problems.push(`contrast ${ratio.toFixed(2)} < ${need}: “${shown}”`);
+  }
+  for (const control of document.querySelectorAll("input, select, textarea, button")) {
+    if (control.closest("[hidden]")) continue;
+    const named = control.labels?.length || control.getAttribute("aria-label")
+      || (control.tagName === "BUTTON" && control.textContent.trim());
+    if (!named) problems.push(`no accessible name: ${control.outerHTML.slice(0, 80)}`);
+  }
+  return problems;
+}
+"""
+
+
+def accessibility_problems(page: Any) -> list[str]:
+    """Text below WCAG AA contrast and form controls without a name, on the page as it is now."""
+    return list(page.evaluate(_ACCESSIBILITY_JS))

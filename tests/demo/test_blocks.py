@@ -23,7 +23,7 @@ from bot.locks.model import LockSnapshot, StateLock, Store
 from bot.slack import alerts, views
 from bot.unlock.models import RequestView, Status
 from bot.watch.watchdog import Alert, Release
-from tests.demo.conftest import TOKEN
+from tests.demo.conftest import TOKEN, accessibility_problems
 from tests.terraform import TerraformLock, go_time
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
@@ -154,12 +154,14 @@ def test_every_block_the_bot_sends_renders(page_server: tuple[str, Workspace], c
     assert dialog.get_by_label("Why is this lock stale?").get_attribute("maxlength")
     assert dialog.get_by_role("button", name="Request").is_visible()
     page.screenshot(path=str(artifacts / "modal.png"))
+    assert accessibility_problems(page) == []
     dialog.get_by_role("button", name="Cancel").click()
     dialog.wait_for(state="hidden")
 
     page.locator("#messages > li.message").nth(len(messages)).wait_for()
     page.screenshot(path=str(artifacts / "every-block.png"), full_page=True)
     assert page.locator("[data-unsupported]").count() == 0, page.locator("[data-unsupported]").first.inner_text()
+    assert accessibility_problems(page) == []
     assert page.locator("#messages > li.message").count() == len(messages) + 1  # + the ephemeral note
     for ts, message in zip(posted, messages, strict=True):
         shown = page.locator(f'li.message[data-ts="{ts}"]')

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from tests.demo.conftest import DemoProcess
+from tests.demo.conftest import DemoProcess, accessibility_problems
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -112,6 +112,7 @@ def test_the_force_unlock_story(demo: DemoProcess, chromium: Any, artifacts: Pat
     # 4. Alice cannot approve her own request; only she is told.
     approve("so you cannot approve it")
     story.shot("alice-refused")
+    assert accessibility_problems(page) == []  # status, request, ephemeral note and Terraform's error on screen
     story.become("bob")
     page.locator(f'li.message[data-ts="{ts}"]').wait_for()
     assert page.locator("#messages li.message", has_text="so you cannot approve it").count() == 0
