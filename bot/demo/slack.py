@@ -121,7 +121,11 @@ class Message:
             "ts": self.ts,
             "channel": self.channel,
             "user": self.user,
-            "author": "tflock" if self.user == BOT_USER else (author.real_name if author else self.user),
+            "author": "tflock"
+            if self.user == BOT_USER
+            else "Slackbot"
+            if self.user == "USLACKBOT"
+            else (author.real_name if author else self.user),
             "bot": self.user == BOT_USER,
             "text": self.text,
             "blocks": self.blocks,
@@ -233,13 +237,28 @@ class Workspace:
         """A person's ordinary message (not a command)."""
         if not self._known_channel(channel):
             raise SlackError("channel_not_found")
+        typed = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")  # as Slack's client sends it
         with self._changed:
-            return self._add(Message(self._next_ts(), channel, user, text))
+            return self._add(Message(self._next_ts(), channel, user, typed))
 
     def tell(self, user: str, channel: str, text: str) -> None:
         """What the Slack client itself shows someone (e.g. `/tflock failed with the error …`)."""
         with self._changed:
             self._add(Message(self._next_ts(), channel, "USLACKBOT", text, visible_to=user))
+
+    def message(self, ts: str) -> Message | None:
+        with self._changed:
+            return self.messages.get(ts)
+
+    def open_view(self, user: str) -> OpenView | None:
+        with self._changed:
+            return self.views.get(user)
+
+    def show_view(self, opened: OpenView, view: dict[str, Any], errors: dict[str, str]) -> None:
+        """A submission's answer: the same modal with errors under its inputs, or an updated view."""
+        with self._changed:
+            opened.view, opened.errors = view, errors
+            self._touch()
 
     def close_view(self, user: str) -> None:
         with self._changed:

@@ -111,8 +111,7 @@ class Demo:
 
     def action(self, data: dict[str, Any]) -> dict[str, Any]:
         user = self._person(data.get("user"))
-        with self.workspace._changed:
-            message = self.workspace.messages.get(str(data.get("ts") or ""))
+        message = self.workspace.message(str(data.get("ts") or ""))
         if message is None or message.visible_to not in (None, user.id):
             raise Problem(404, "that message is gone")
         action_id, block_id = str(data.get("action_id") or ""), str(data.get("block_id") or "")
@@ -126,8 +125,7 @@ class Demo:
 
     def submit(self, data: dict[str, Any]) -> dict[str, Any]:
         user = self._person(data.get("user"))
-        with self.workspace._changed:
-            opened = self.workspace.views.get(user.id)
+        opened = self.workspace.open_view(user.id)
         if opened is None or opened.id != data.get("view_id"):
             raise Problem(404, "that form is no longer open")
         values = {str(k): str(v) for k, v in (data.get("values") or {}).items()}
@@ -140,14 +138,10 @@ class Demo:
         response = json.loads(answer) if answer.strip() else {}
         if isinstance(response, dict) and response.get("response_action") == "errors":
             errors = {str(k): str(v) for k, v in (response.get("errors") or {}).items()}
-            with self.workspace._changed:
-                opened.errors = errors
-                self.workspace._touch()
+            self.workspace.show_view(opened, opened.view, errors)
             return {"ok": False, "errors": errors}
         if isinstance(response, dict) and response.get("response_action") == "update" and response.get("view"):
-            with self.workspace._changed:
-                opened.view, opened.errors = response["view"], {}
-                self.workspace._touch()
+            self.workspace.show_view(opened, response["view"], {})
             return {"ok": True}
         self.workspace.close_view(user.id)
         return {"ok": True}

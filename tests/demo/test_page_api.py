@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import urllib.error
+import urllib.request
 
 import pytest
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
-from bot.demo.slack import ALICE, CHANNEL, Workspace, direct_channel
+from bot.demo.slack import ALICE, BOB, CHANNEL, ResponseTarget, Workspace, direct_channel
 from bot.slack import views
 from tests.demo.conftest import TOKEN
 
@@ -38,3 +40,46 @@ def test_the_web_api_refuses_what_slack_refuses(page_server: tuple[str, Workspac
     stored = workspace.file(file_id)
     assert stored is not None and stored["data"] == b"a,b\r\n1,2\r\n"
     assert json.loads(json.dumps(workspace.snapshot(ALICE.id)))["messages"][-1]["files"][0]["name"] == "x.csv"
+
+
+def _post_json(url: str, body: dict[str, object]) -> tuple[int, str]:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def test_response_urls_answer_as_slack_does(page_server: tuple[str, Workspace]) -> None:
+    url, workspace = page_server
+    client = WebClient(token=TOKEN, base_url=url + "/api/")
+    source = client.chat_postMessage(channel=CHANNEL, text="a request with buttons")["ts"]
+
+    def messages(user: str = ALICE.id) -> list[dict[str, object]]:
+        return list(workspace.snapshot(user)["messages"])
+
+    command = workspace.new_response_url(ResponseTarget(ALICE.id, CHANNEL, "/tflock list", None))
+    assert _post_json(command, {"text": "just for Alice"})[0] == 200  # ephemeral is the default
+    assert messages()[-1]["ephemeral"] and not any(m["text"] == "just for Alice" for m in messages(BOB.id))
+    assert _post_json(command, {"response_type": "in_channel", "text": "for everyone"})[0] == 200
+    shown = messages(BOB.id)[-1]
+    assert (shown["text"], shown["ephemeral"], shown["command"]) == ("for everyone", False, "/tflock list")
+
+    click = workspace.new_response_url(ResponseTarget(BOB.id, CHANNEL, None, source))
+    assert _post_json(click, {"replace_original": True, "text": "replaced"})[0] == 200
+    replaced = next(m for m in messages() if m["ts"] == source)
+    assert (replaced["text"], replaced["edited"], replaced["rev"]) == ("replaced", True, 1)
+    assert _post_json(click, {"delete_original": True})[0] == 200
+    assert all(m["ts"] != source for m in messages())
+    assert _post_json(url + "/demo/response/made-up", {"text": "x"}) == (404, "expired_url")
+
+
+def test_what_people_type_is_sent_escaped(page_server: tuple[str, Workspace]) -> None:
+    _, workspace = page_server
+    workspace.say(ALICE.id, CHANNEL, "<!channel> & <https://evil.example|click>")
+    assert workspace.snapshot(ALICE.id)["messages"][-1]["text"] == (
+        "&lt;!channel&gt; &amp; &lt;https://evil.example|click&gt;"
+    )
