@@ -23,6 +23,7 @@ from bot.audit.models import AuditAction, AuditRecord
 from bot.audit.query import (
     COLUMNS,
     AuditFilter,
+    ExportTooLarge,
     as_row,
     export_csv,
     parse_action,
@@ -215,9 +216,18 @@ def test_table_is_for_people(trail: list[AuditRecord]) -> None:
 
 
 def test_slack_csv_file(sessions: sessionmaker[Session], trail: list[AuditRecord]) -> None:
-    data, count = export_csv(sessions, AuditFilter(state=STAGING))
+    out = io.BytesIO()
+    count = export_csv(sessions, AuditFilter(state=STAGING), out, max_rows=10, max_bytes=10_000)
     assert count == 2
-    assert data == written([trail[3], trail[4]], "csv")[0].encode("utf-8")
+    assert out.getvalue() == written([trail[3], trail[4]], "csv")[0].encode("utf-8")
+
+
+def test_slack_csv_file_has_a_cap_that_points_at_the_cli(
+    sessions: sessionmaker[Session], trail: list[AuditRecord]
+) -> None:
+    with pytest.raises(ExportTooLarge, match="tflock-bot audit query --format csv"):
+        export_csv(sessions, AuditFilter(), io.BytesIO(), max_rows=len(trail) - 1, max_bytes=10_000_000)
+    assert export_csv(sessions, AuditFilter(), io.BytesIO(), max_rows=len(trail), max_bytes=10_000_000) == len(trail)
 
 
 def test_an_export_in_progress_does_not_hold_up_the_bot(

@@ -19,7 +19,7 @@ from tests.e2e.conftest import BotProcess, MotoServer, start_bot
 from tests.fakeslack import FakeSlack, block_actions_body, sign
 from tests.terraform import TerraformBackend, ago
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 SECRET = "e2e-watch-secret"
 WATCH = "C0WATCH001"
 KEY = "network/terraform.tfstate"
