@@ -149,3 +149,27 @@ def test_the_page_api_refuses_other_origins(demo: DemoProcess) -> None:
     with pytest.raises(urllib.error.HTTPError) as misdirected:
         urllib.request.urlopen(rebound, timeout=5)
     assert misdirected.value.code == 421
+
+
+def test_the_embedded_aws_does_not_outlive_a_killed_demo() -> None:
+    demo = start_demo()
+    pid = demo.process.pid
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    assert children, "the demo runs moto in a child process"
+    moto = int(children[0])
+    assert "bot.demo.aws" in Path(f"/proc/{moto}/cmdline").read_text()
+    demo.process.kill()  # no finally blocks run: only the closed pipe tells moto
+    demo.process.wait(10)
+    deadline = time.monotonic() + 15
+    while _running(moto) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _running(moto), "moto kept running after the demo was killed"
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie waiting for its new parent to reap it."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+    return state != "Z"
