@@ -9,6 +9,7 @@ import importlib.util
 import logging
 import os
 import secrets
+import select
 import socket
 import subprocess
 import sys
@@ -161,9 +162,11 @@ def _run(args: argparse.Namespace, started: float, home: Path, aws_process: subp
 
         def announce() -> None:
             assert aws_process.stdout is not None
-            line = aws_process.stdout.readline().strip()  # the endpoint, once moto is up and seeded
+            # The endpoint, printed once moto is up and seeded; a child that says nothing in time has failed.
+            said, _, _ = select.select([aws_process.stdout], [], [], READY_TIMEOUT)
+            line = aws_process.stdout.readline().strip() if said else ""
             if not line.startswith("http://127.0.0.1:"):
-                say("the embedded AWS did not start; see the messages above. Stop the demo with Ctrl-C.")
+                say("the embedded AWS did not start within a minute; see the messages above. Stop with Ctrl-C.")
                 return
             aws_url.append(line)
             os.environ["AWS_ENDPOINT_URL"] = line  # the bot's boto3 clients are made on first use, after this
