@@ -105,7 +105,7 @@ def serve(settings: Settings, *, migrate: bool = True, host: str = "0.0.0.0") ->
         if watchdog is not None:
             watchdog.join(timeout=10)
         log.info("tflock stopped")
-    return 0
+    return 2 if token.refused else 0  # waitress returns from run() on SystemExit: the code is decided here
 
 
 def sweep_once(bot: SlackBot) -> None:
