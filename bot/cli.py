@@ -188,6 +188,12 @@ def _safe_url(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
 
 
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535; 0 picks a free one)")
+    return int(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="tflock-bot",
@@ -226,6 +232,19 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--state", help="only this state")
     report.set_defaults(func=cmd_audit_report)
 
+    demo = sub.add_parser(
+        "demo",
+        help="try it: embedded AWS, the bot and a page that plays Slack, on 127.0.0.1 (pip install '.[demo]')",
+        description="Start moto (AWS), the real bot and a local page that plays Slack, all on 127.0.0.1. "
+        "Ignores AWS_*, SLACK_* and TFLOCK_* settings; never reaches real AWS or Slack. Ctrl-C stops it.",
+    )
+    demo.add_argument("--port", type=_port, default=8300, help="the page's port on 127.0.0.1 (default 8300; 0: any)")
+    demo.add_argument("--no-open", action="store_true", help="do not open a browser")
+    demo.add_argument(
+        "--database", metavar="FILE", help="keep the audit trail in this SQLite file (default: temporary)"
+    )
+    demo.set_defaults(func=None)
+
     status = sub.add_parser("status", help="who holds a state's lock, since when")
     status.add_argument(
         "state", help="bucket/key as Terraform prints it under Path:, s3://bucket/key, alias or lock ID"
@@ -243,8 +262,13 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    func: Command = args.func
+    func: Command | None = args.func
     try:
+        if func is None:  # `demo` brings its own settings and ignores the environment's
+            from bot.demo.run import run_demo  # noqa: PLC0415
+
+            configure_logging("text", "WARNING")
+            return run_demo(args)
         settings = load_settings()
         configure_logging(settings.log_format, os.environ.get("TFLOCK_LOG_LEVEL", "WARNING"))
         return func(args, settings)

@@ -40,7 +40,8 @@ REFUSED_TOKEN = {
 }
 
 
-def serve(settings: Settings, *, migrate: bool = True) -> int:
+def serve(settings: Settings, *, migrate: bool = True, host: str = "0.0.0.0") -> int:  # noqa: S104
+    """Serve until SIGTERM or Ctrl-C; `host` is where to listen (the demo keeps it on 127.0.0.1)."""
     settings.require_for_serve()
     if migrate:
         upgrade_to_head(settings.database_url)
@@ -77,7 +78,7 @@ def serve(settings: Settings, *, migrate: bool = True) -> int:
 
     server = create_server(
         web,
-        host="0.0.0.0",  # noqa: S104 (a container port; the pod network decides who reaches it)
+        host=host,  # 0.0.0.0 by default: a container port; the pod network decides who reaches it
         port=settings.port,
         threads=HTTP_THREADS,
         max_request_body_size=MAX_BODY_BYTES,

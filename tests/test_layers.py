@@ -19,6 +19,7 @@ BOT = Path(__file__).resolve().parents[1] / "bot"
 LAYERS: tuple[tuple[str, ...], ...] = (
     ("bot.__main__",),
     ("bot.cli",),
+    ("bot.demo",),
     ("bot.server",),
     ("bot.slack", "bot.web"),
     ("bot.runtime",),
