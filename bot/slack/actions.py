@@ -21,7 +21,7 @@ from bot.slack.messages import ApprovalMessages
 from bot.slack.people import People
 from bot.slack.views import reason_modal
 from bot.unlock.models import RequestView
-from bot.unlock.policy import MAX_REASON_CHARS, RefusalCode
+from bot.unlock.policy import MAX_REASON_CHARS, RefusalCode, Refused
 from bot.unlock.workflow import UnlockWorkflow
 
 MAX_VALUE_CHARS = 2100  # a state address is at most ~1,100 characters
@@ -149,9 +149,12 @@ def open_request(
     """Record the request, then post its approval message; a message that cannot be posted withdraws it."""
     if not channel:
         raise BadInput("force-unlock requests must be made in a channel")
-    request = workflow.request(
-        state, user, reason, channel, is_bot=people.is_bot(user), expected_lock_id=expected_lock_id
-    )
+    try:
+        request = workflow.request(
+            state, user, reason, channel, is_bot=people.is_bot(user), expected_lock_id=expected_lock_id
+        )
+    except Refused as refused:
+        raise messages.pointing_to_winner(refused) from None
     try:
         return messages.post(request, channel)
     except Exception:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.audit.models import ACTOR_CHARS, ADDRESS_CHARS, CHANNEL_CHARS, LOCK_ID_CHARS
@@ -33,6 +33,10 @@ class Status(StrEnum):
 
 
 _STATUS_VALUES = ", ".join(f"'{status.value}'" for status in Status)
+# At most one pending request per state, enforced by the database itself (migration 0005): two people asking
+# at the same instant on two replicas cannot both get in, whatever the isolation level.
+ONE_PENDING_INDEX = "uq_unlock_requests_pending_state"
+_PENDING = text(f"status = '{Status.PENDING.value}'")
 
 
 class UnlockRequest(Base):
@@ -41,6 +45,7 @@ class UnlockRequest(Base):
         CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status"),
         Index(None, "status", "expires_at"),
         Index(None, "state_address", "status"),
+        Index(ONE_PENDING_INDEX, "state_address", unique=True, sqlite_where=_PENDING, postgresql_where=_PENDING),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a random UUID

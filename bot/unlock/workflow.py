@@ -119,60 +119,86 @@ class UnlockWorkflow:
                     f"{seen.lock_id or 'a lock with unreadable info'}. Check `/tflock status {address}` and ask again.",
                 )
             now = self._now()
-            with self.sessions.begin() as session:
-                waiting = session.scalars(
-                    select(UnlockRequest)
-                    .where(
-                        UnlockRequest.state_address == str(address),
-                        UnlockRequest.status == Status.PENDING,
-                        UnlockRequest.expires_at > now,
-                    )
-                    .order_by(UnlockRequest.created_at)
-                    .limit(1)
-                ).first()
-                if waiting is not None:
-                    raise Refused(
-                        RefusalCode.ALREADY_REQUESTED,
-                        f"A force-unlock of {address} is already waiting for approval (asked by {waiting.requester} "
-                        f"at {waiting.created_at:%H:%M} UTC); approve or cancel that one instead.",
-                        self._view(session, waiting),
-                    )
-                row = UnlockRequest(
-                    id=str(uuid.uuid4()),
-                    state_address=str(address),
-                    lock_id=seen.lock_id,
-                    raw_info=seen.raw_info,
-                    in_table=seen.in_table,
-                    in_lockfile=seen.in_lockfile,
-                    lockfile_etag=seen.lockfile_etag,
-                    requester=_id(requester),
-                    reason=cleaned_reason,
-                    channel=storable(channel, CHANNEL_CHARS),
-                    status=Status.PENDING,
-                    approvals_required=self.policy.approvals_required,
-                    created_at=now,
-                    expires_at=now + self.policy.request_ttl,
-                )
-                session.add(row)
-                session.flush()
-                view = self._view(session, row)
-                self._record(
-                    session,
-                    AuditAction.REQUESTED,
-                    view,
-                    actor=requester,
-                    at=now,
-                    detail={
-                        "reason": cleaned_reason,
-                        "held_in": list(view.held_in),
-                        "raw_info": seen.raw_info,
-                        "lockfile_etag": seen.lockfile_etag,
-                        "approvals_required": view.approvals_required,
-                        "expires_at": view.expires_at,
-                    },
-                )
+            try:
+                view = self._insert_request(address, seen, requester, cleaned_reason, channel, now)
+            except IntegrityError:
+                # Someone else's request for this state got in first (the one-pending index): tell them which.
+                with self.sessions.begin() as session:
+                    waiting = self._pending(session, address)
+                    if waiting is None:
+                        raise
+                    raise self._already_requested(session, address, waiting) from None
             log.info("unlock request %s for %s by %s", view.id, view.address, requester)
             return view
+
+    def _insert_request(
+        self, address: StateAddress, seen: Seen, requester: str, reason: str, channel: str | None, now: datetime
+    ) -> RequestView:
+        """The new pending request with its `requested` event; IntegrityError if another is pending for the state."""
+        with self.sessions.begin() as session:
+            for due in session.scalars(  # pending but past its time: expire it now, so it does not block this one
+                select(UnlockRequest.id).where(
+                    UnlockRequest.state_address == str(address),
+                    UnlockRequest.status == Status.PENDING,
+                    UnlockRequest.expires_at <= now,
+                )
+            ).all():
+                self._expire(session, due, now)
+        with self.sessions.begin() as session:
+            waiting = self._pending(session, address)
+            if waiting is not None:
+                raise self._already_requested(session, address, waiting)
+            row = UnlockRequest(
+                id=str(uuid.uuid4()),
+                state_address=str(address),
+                lock_id=seen.lock_id,
+                raw_info=seen.raw_info,
+                in_table=seen.in_table,
+                in_lockfile=seen.in_lockfile,
+                lockfile_etag=seen.lockfile_etag,
+                requester=_id(requester),
+                reason=reason,
+                channel=storable(channel, CHANNEL_CHARS),
+                status=Status.PENDING,
+                approvals_required=self.policy.approvals_required,
+                created_at=now,
+                expires_at=now + self.policy.request_ttl,
+            )
+            session.add(row)
+            session.flush()
+            view = self._view(session, row)
+            self._record(
+                session,
+                AuditAction.REQUESTED,
+                view,
+                actor=requester,
+                at=now,
+                detail={
+                    "reason": reason,
+                    "held_in": list(view.held_in),
+                    "raw_info": seen.raw_info,
+                    "lockfile_etag": seen.lockfile_etag,
+                    "approvals_required": view.approvals_required,
+                    "expires_at": view.expires_at,
+                },
+            )
+        return view
+
+    def _pending(self, session: Session, address: StateAddress) -> UnlockRequest | None:
+        return session.scalars(
+            select(UnlockRequest)
+            .where(UnlockRequest.state_address == str(address), UnlockRequest.status == Status.PENDING)
+            .order_by(UnlockRequest.created_at)
+            .limit(1)
+        ).first()
+
+    def _already_requested(self, session: Session, address: StateAddress, waiting: UnlockRequest) -> Refused:
+        return Refused(
+            RefusalCode.ALREADY_REQUESTED,
+            f"A force-unlock of {address} is already waiting for approval (asked by {waiting.requester} "
+            f"at {waiting.created_at:%H:%M} UTC); approve or cancel that one instead.",
+            self._view(session, waiting),
+        )
 
     def approve(self, request_id: str, approver: str, *, is_bot: bool = False) -> RequestView:
         """Count one approval; the one that completes the quorum releases the lock before returning."""

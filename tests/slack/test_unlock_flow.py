@@ -247,3 +247,14 @@ def test_guests_and_outsiders_are_never_the_second_human(
     click(slackbot, slack, "tflock_approve", posted_request_id(slack), EVE, "guest")
     assert "not an approver" in ephemeral(slack, "guest")
     assert slack.calls_to("/api/chat.update") == []
+
+
+def test_a_second_request_is_pointed_at_the_first(slackbot: SlackBot, slack: FakeSlack, aws: Aws) -> None:
+    TerraformBackend(aws.s3, aws.dynamodb, BUCKET, TABLE).lock(KEY, created=ago(hours=5))
+    command(slackbot, slack, f"unlock {BUCKET}/{KEY} the CI job was cancelled")
+    first = slackbot.workflow.find(posted_request_id(slack))
+    assert first is not None and first.message_ts is not None
+    command(slackbot, slack, f"unlock {BUCKET}/{KEY} me too", user=BOB, name="second")
+    told = ephemeral(slack, "second")
+    assert "already waiting for approval" in told
+    assert f"https://acme.slack.test/archives/{CHANNEL}/p{first.message_ts.replace('.', '')}" in told
