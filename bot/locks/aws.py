@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from enum import StrEnum
 from typing import Any
@@ -61,7 +61,6 @@ _CREDENTIALS = {
 ERROR_HOOK: Callable[[str], None] | None = None  # set by the web layer to count AWS errors
 
 
-@contextmanager
 class Removal(StrEnum):
     """How a conditional delete of a lock ended."""
 
@@ -72,7 +71,7 @@ class Removal(StrEnum):
     ABSENT = "absent"  # there was nothing to delete on the first attempt
 
 
-def gone(response: dict[str, Any]) -> Removal:
+def gone(response: Mapping[str, Any]) -> Removal:
     """Nothing to delete: absent, or — if botocore retried the call — deleted by the attempt whose answer was lost."""
     retries = (response.get("ResponseMetadata") or {}).get("RetryAttempts") or 0
     return Removal.RESPONSE_LOST if retries > 0 else Removal.ABSENT
