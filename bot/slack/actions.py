@@ -151,7 +151,7 @@ def open_request(
         raise BadInput("force-unlock requests must be made in a channel")
     try:
         request = workflow.request(
-            state, user, reason, channel, is_bot=people.is_bot(user), expected_lock_id=expected_lock_id
+            state, user, reason, channel, is_bot=people.bot_check(user), expected_lock_id=expected_lock_id
         )
     except Refused as refused:
         raise messages.pointing_to_winner(refused) from None
@@ -188,7 +188,7 @@ def decide(
     user, request_id = _clicked(body)
     action_id = str(action.get("action_id"))
     try:
-        is_bot = people.is_bot(user)
+        is_bot = people.bot_check(user)
         if action_id == Action.APPROVE:
             request, done = workflow.approve(request_id, user, is_bot=is_bot), "approved"
         elif action_id == Action.REJECT:

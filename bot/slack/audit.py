@@ -19,6 +19,7 @@ from bot.runtime import Runtime
 from bot.slack.ids import COMMAND
 from bot.slack.people import People
 from bot.slack.views import Message, audit_message
+from bot.unlock.policy import CannotCheck
 
 SUMMARY_EVENTS = 20
 
@@ -60,7 +61,15 @@ def parse_audit(argument: str, runtime: Runtime, now: datetime) -> AuditQuery:
 
 
 def audit(runtime: Runtime, people: People, client: WebClient, *, user: str, channel: str, argument: str) -> Message:
-    if not people.is_auditor(user):
+    try:
+        auditor = people.is_auditor(user)
+    except CannotCheck as exc:
+        runtime.record_refusal("lookup_failed", actor=user, channel=channel, asked=argument[:500], error=str(exc))
+        raise NotAnAuditor(
+            f"Slack could not be asked who you are right now ({exc}), so the audit trail was not shown; "
+            "try again in a minute."
+        ) from None
+    if not auditor:
         runtime.record_refusal("not_auditor", actor=user, channel=channel, asked=argument[:500])
         raise NotAnAuditor(
             "Sorry — the audit trail is open to auditors only (TFLOCK_AUDITORS, or the approvers when that is "

@@ -40,6 +40,7 @@ from bot.locks.directory import LockDirectory
 from bot.locks.model import StateLock, Store
 from bot.unlock.models import Approval, RequestView, Status, UnlockRequest
 from bot.unlock.policy import (
+    BotCheck,
     RefusalCode,
     Refused,
     UnlockPolicy,
@@ -93,7 +94,7 @@ class UnlockWorkflow:
         reason: str,
         channel: str | None,
         *,
-        is_bot: bool = False,
+        is_bot: BotCheck = False,
         expected_lock_id: str | None = None,
     ) -> RequestView:
         """Ask for a force-unlock of the lock held now; it waits for approvals until it expires.
@@ -200,7 +201,7 @@ class UnlockWorkflow:
             self._view(session, waiting),
         )
 
-    def approve(self, request_id: str, approver: str, *, is_bot: bool = False) -> RequestView:
+    def approve(self, request_id: str, approver: str, *, is_bot: BotCheck = False) -> RequestView:
         """Count one approval; the one that completes the quorum releases the lock before returning."""
         with self._attempt("approve", approver, request_id=request_id) as attempt:
             request = self._known(request_id, attempt)
@@ -242,7 +243,7 @@ class UnlockWorkflow:
             # Only the approval that completed the quorum gets here with it; it alone runs the release.
             return self._release(current, actor=approver) if quorum else current
 
-    def reject(self, request_id: str, rejecter: str, *, is_bot: bool = False, note: str = "") -> RequestView:
+    def reject(self, request_id: str, rejecter: str, *, is_bot: BotCheck = False, note: str = "") -> RequestView:
         """An approver turns the request down; nothing is deleted."""
         with self._attempt("reject", rejecter, request_id=request_id) as attempt:
             request = self._known(request_id, attempt)
@@ -250,7 +251,7 @@ class UnlockWorkflow:
             outcome = storable(note.strip(), self.policy.max_reason_chars) or None
             return self._decide(request, rejecter, Status.REJECTED, outcome)
 
-    def cancel(self, request_id: str, requester: str, *, is_bot: bool = False) -> RequestView:
+    def cancel(self, request_id: str, requester: str, *, is_bot: BotCheck = False) -> RequestView:
         """The requester withdraws the request; nothing is deleted."""
         with self._attempt("cancel", requester, request_id=request_id) as attempt:
             request = self._known(request_id, attempt)
