@@ -13,7 +13,7 @@ import io
 import json
 import re
 import tempfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -150,13 +150,15 @@ def summary(sessions: sessionmaker[Session], where: AuditFilter, limit: int = 20
 
 
 def export_csv(sessions: sessionmaker[Session], where: AuditFilter) -> tuple[bytes, int]:
-    """Every matching event as a UTF-8 CSV file's bytes (for a Slack upload) and how many rows it holds.
+    """Every matching event as a spreadsheet-safe UTF-8 CSV file's bytes (for a Slack upload) and how many rows.
 
+    Meant to be opened in a spreadsheet: cells that would start a formula are neutralised (`spreadsheet_safe`),
+    so this file is not the canonical export — `tflock-bot audit query --format csv` is (docs/audit.md).
     Written through a spooled temporary file (on disk past SPOOL_BYTES), so the rows are never held twice.
     """
     with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
         text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
-        count = write_events(stream_events(sessions, where), text, "csv")
+        count = _write_csv(stream_events(sessions, where), text, cell=spreadsheet_safe)
         text.flush()
         text.detach()  # the spool stays open for reading
         spool.seek(0)
@@ -203,28 +205,43 @@ def as_row(record: AuditRecord) -> dict[str, Any]:
     return row
 
 
-def _write_csv(records: Iterable[AuditRecord], out: Writable) -> int:
+# What a spreadsheet program reads as the start of a formula (or DDE) in a cell: OWASP's "CSV injection" list.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: one that starts like a formula gets a leading `'`."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _canonical(value: Any) -> Any:
+    return value
+
+
+def _write_csv(records: Iterable[AuditRecord], out: Writable, *, cell: Callable[[Any], Any] = _canonical) -> int:
+    """RFC 4180 CSV; `cell` maps every value (canonical: unchanged, so each row's hash can be re-checked)."""
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     count = 0
     for r in records:
         # In COLUMNS order; None is written as an empty cell (NULL).
         at, detail = canonical_at(r.at), canonical_json(r.detail)
-        writer.writerow(
-            (
-                r.id,
-                at,
-                r.action,
-                r.actor,
-                r.state_address,
-                r.lock_id,
-                r.request_id,
-                r.channel,
-                detail,
-                r.prev_hash,
-                r.hash,
-            )
+        row = (
+            r.id,
+            at,
+            r.action,
+            r.actor,
+            r.state_address,
+            r.lock_id,
+            r.request_id,
+            r.channel,
+            detail,
+            r.prev_hash,
+            r.hash,
         )
+        writer.writerow([cell(value) for value in row])
         count += 1
     return count
 

@@ -24,6 +24,7 @@ from bot.audit.query import (
     COLUMNS,
     AuditFilter,
     as_row,
+    FORMULA_STARTS,
     export_csv,
     parse_action,
     parse_actor,
@@ -290,3 +291,23 @@ def test_the_planner_uses_an_index_for_each_filter(
         connection.execute(text("ANALYZE"))
     assert index in plan(sessions, where)
     assert index in plan(sessions, where, newest_first=True)
+
+
+def test_the_slack_csv_is_spreadsheet_safe_and_the_cli_csv_canonical(sessions: sessionmaker[Session]) -> None:
+    """Whoever can write the lock table chooses the lock ID: a formula must not reach the auditor's spreadsheet."""
+    hostile = ['=HYPERLINK("http://evil.test","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    with sessions.begin() as session:
+        for n, lock_id in enumerate(hostile):
+            record_event(
+                session, AuditAction.STATUS, at=NOW, actor="UALICE", state_address=f"{PROD}{n}", lock_id=lock_id
+            )
+    slack_rows = list(csv.DictReader(io.StringIO(export_csv(sessions, AuditFilter())[0].decode("utf-8"))))
+    assert [row["lock_id"] for row in slack_rows] == ["'" + lock_id for lock_id in hostile]
+    assert all(not cell.startswith(FORMULA_STARTS) for row in slack_rows for cell in row.values())
+    assert slack_rows[0]["state_address"] == f"{PROD}0"  # everything else as it was
+
+    canonical, _ = written(
+        list(stream_events(sessions, AuditFilter())), "csv"
+    )  # what `audit query --format csv` writes
+    cli_rows = list(csv.DictReader(io.StringIO(canonical)))
+    assert [row["lock_id"] for row in cli_rows] == hostile
