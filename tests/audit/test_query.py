@@ -22,9 +22,9 @@ from bot.audit.chain import event_hash
 from bot.audit.models import AuditAction, AuditRecord
 from bot.audit.query import (
     COLUMNS,
+    FORMULA_STARTS,
     AuditFilter,
     as_row,
-    FORMULA_STARTS,
     export_csv,
     parse_action,
     parse_actor,
