@@ -81,7 +81,8 @@ SETTINGS: dict[str, Setting] = {
     ),
     "TFLOCK_AUDITORS": Setting(
         "`config.auditors`",
-        "Users and user groups allowed to run audit queries. Empty: the approvers.",
+        "Users and user groups allowed to run audit queries. Empty: the approvers. With neither set, "
+        "`/tflock audit` is refused to everyone (with how to set it) and `serve` warns at start-up.",
     ),
     "TFLOCK_APPROVALS_REQUIRED": Setting(
         "`config.approvalsRequired`",

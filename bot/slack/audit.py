@@ -22,6 +22,11 @@ from bot.slack.views import Message, audit_message
 from bot.unlock.policy import CannotCheck
 
 SUMMARY_EVENTS = 20
+NOT_CONFIGURED = (
+    "The audit trail is not open to anyone yet: nobody is named to read it. Ask whoever runs tflock to set "
+    "TFLOCK_AUDITORS (or TFLOCK_APPROVERS) to the Slack user IDs (U…) or user-group IDs (S…) who may read "
+    "it, and restart the bot."
+)
 
 
 class NotAnAuditor(TflockError):
@@ -61,6 +66,9 @@ def parse_audit(argument: str, runtime: Runtime, now: datetime) -> AuditQuery:
 
 
 def audit(runtime: Runtime, people: People, client: WebClient, *, user: str, channel: str, argument: str) -> Message:
+    if not people.audit_configured:
+        runtime.record_refusal("audit_not_configured", actor=user, channel=channel, asked=argument[:500])
+        raise NotAnAuditor(NOT_CONFIGURED)
     try:
         auditor = people.is_auditor(user)
     except CannotCheck as exc:

@@ -78,9 +78,14 @@ class People:
         return self.is_full_member(user_id) and (not self.approvers or self._listed(user_id, self.approvers))
 
     def is_auditor(self, user_id: str) -> bool:
-        """TFLOCK_AUDITORS, else the approvers; with neither set, any full member."""
+        """TFLOCK_AUDITORS, else the approvers; with neither set, nobody (see `audit_configured`)."""
         listed = self.auditors or self.approvers
-        return self.is_full_member(user_id) and (not listed or self._listed(user_id, listed))
+        return bool(listed) and self.is_full_member(user_id) and self._listed(user_id, listed)
+
+    @property
+    def audit_configured(self) -> bool:
+        """Someone is named to read the audit trail (TFLOCK_AUDITORS or TFLOCK_APPROVERS)."""
+        return bool(self.auditors or self.approvers)
 
     def bot_check(self, user_id: str) -> BotCheck:
         """is_bot, or the CannotCheck saying why Slack could not tell (for the workflow to refuse and record)."""

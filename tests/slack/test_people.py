@@ -108,3 +108,18 @@ def test_an_auditor_asking_while_slack_fails_is_told_so(group_approvers: SlackBo
     del slack.fail["usergroups.users.list"]
     command(group_approvers, slack, "audit", user=BOB, name="audit-again")
     assert "Slack could not be asked" not in ephemeral(slack, "audit-again")
+
+
+def test_with_no_auditors_and_no_approvers_the_trail_is_refused_with_how_to_open_it(
+    slackbot: SlackBot, slack: FakeSlack, caplog: pytest.LogCaptureFixture
+) -> None:
+    command(slackbot, slack, "audit", user=BOB, name="audit")
+    told = ephemeral(slack, "audit")
+    assert "not open to anyone yet" in told and "TFLOCK_AUDITORS" in told
+    refusal = [e for e in events(slackbot) if e.action == "refused"][-1]
+    assert refusal.actor == BOB and refusal.detail["why"] == "audit_not_configured"
+    assert not slack.calls_to("/api/users.info")  # refused before anyone is looked up
+
+    with caplog.at_level("WARNING", logger="bot.slack.app"):
+        build_bot(slackbot.runtime)
+    assert "neither TFLOCK_AUDITORS nor TFLOCK_APPROVERS is set" in caplog.text
