@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from bot import __version__
-from bot.db import upgrade_to_head
+from bot.db import grant_runtime_role, grant_statements, upgrade_to_head
 from bot.errors import TflockError
 from bot.locks.address import parse_address
 from bot.locks.backends import load_backends
@@ -90,13 +90,27 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.server import serve  # noqa: PLC0415 (Bolt and waitress load only for the command that needs them)
 
     logging.getLogger().setLevel(os.environ.get("TFLOCK_LOG_LEVEL", "INFO").upper())
-    return serve(settings, migrate=not args.no_migrate)
+    # With a separate migration URL the bot's own role cannot migrate (it owns nothing): the owner role does
+    # it beforehand (`tflock-bot db upgrade`, the Helm chart's migration Job).
+    own_migrations = settings.migration_database_url is None
+    if not own_migrations:
+        logging.getLogger(__name__).info("TFLOCK_MIGRATION_DATABASE_URL is set: serve does not migrate")
+    return serve(settings, migrate=own_migrations and not args.no_migrate)
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    upgrade_to_head(settings.migrates_with)
+    print(f"tflock-bot: the database is at the newest schema ({_safe_url(settings.migrates_with)})")
+    if settings.migration_database_url is not None:
+        role = grant_runtime_role(settings.migration_database_url, settings.database_url)
+        if role is not None:
+            print(f"tflock-bot: granted the bot's role {role} what it needs (docs/install.md), and no more")
+    return 0
 
-    upgrade_to_head(settings.database_url)
-    print(f"tflock-bot: the database is at the newest schema ({_safe_url(settings.database_url)})")
+
+def cmd_db_grants(args: argparse.Namespace, settings: Settings) -> int:
+    for statement in grant_statements(args.role, args.schema):
+        print(f"{statement};")
     return 0
 
 
@@ -174,6 +188,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.required = True
     upgrade = db_sub.add_parser("upgrade", help="migrate the database to the newest schema (Alembic head)")
     upgrade.set_defaults(func=cmd_db_upgrade)
+    grants = db_sub.add_parser("grants", help="print the PostgreSQL GRANTs for the bot's runtime role")
+    grants.add_argument("role", help="the role in TFLOCK_DATABASE_URL (e.g. tflock_bot)")
+    grants.add_argument("--schema", default="public", help="the schema the tables are in (default: public)")
+    grants.set_defaults(func=cmd_db_grants)
 
     audit = sub.add_parser("audit", help="the audit trail: query, verify, report")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND", parser_class=_Parser)

@@ -9,6 +9,7 @@ use `reading()`, a plain deferred transaction there, so they never hold the writ
 from __future__ import annotations
 
 import importlib.util
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -132,6 +133,59 @@ def upgrade_to_head(url: str | URL) -> None:
         raise DatabaseUnavailable(f"could not migrate the database: {describe_error(exc)}") from exc
     finally:
         engine.dispose()
+
+
+# What the bot's own role (TFLOCK_DATABASE_URL when migrations run as another role) may do, table by table.
+# The audit trail is read and appended to, nothing more: no UPDATE, DELETE or TRUNCATE, and since the role
+# owns nothing it cannot ALTER a table or DISABLE its triggers either (docs/operations.md, two roles).
+RUNTIME_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "audit_events": ("SELECT", "INSERT"),
+    "unlock_requests": ("SELECT", "INSERT", "UPDATE"),  # UPDATE: the guarded status transitions, FOR UPDATE
+    "unlock_approvals": ("SELECT", "INSERT"),
+    "watch_alerts": ("SELECT", "INSERT", "UPDATE"),
+    "alembic_version": ("SELECT",),
+}
+# Sequences behind the ids above (nextval needs USAGE; setval would need UPDATE, which is not granted).
+RUNTIME_SEQUENCES = ("audit_events_id_seq", "unlock_approvals_id_seq", "watch_alerts_id_seq")
+
+
+def grant_statements(role: str, schema: str = "public") -> list[str]:
+    """The PostgreSQL GRANTs that give the bot's runtime role exactly what it needs (docs/install.md)."""
+    quoted = _identifier(role)
+    statements = [f"GRANT USAGE ON SCHEMA {_identifier(schema)} TO {quoted}"]
+    statements += [
+        f"GRANT {', '.join(privileges)} ON TABLE {table} TO {quoted}"
+        for table, privileges in RUNTIME_PRIVILEGES.items()
+    ]
+    statements += [f"GRANT USAGE ON SEQUENCE {sequence} TO {quoted}" for sequence in RUNTIME_SEQUENCES]
+    return statements
+
+
+def grant_runtime_role(migration_url: str | URL, runtime_url: str | URL) -> str | None:
+    """After migrating as the owner role, grant the runtime role its rights; the role's name, or None if
+    there is nothing to grant (SQLite, or both URLs name the same user)."""
+    owner, runtime = engine_url(migration_url), engine_url(runtime_url)
+    if owner.get_backend_name() != "postgresql" or not runtime.username or runtime.username == owner.username:
+        return None
+    engine = make_engine(owner)
+    try:
+        with engine.begin() as connection:
+            schema = connection.execute(text("SELECT current_schema()")).scalar_one()
+            for statement in grant_statements(runtime.username, str(schema)):
+                connection.execute(text(statement))
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailable(
+            f"could not grant the bot's role {runtime.username} its rights: {describe_error(exc)}"
+        ) from exc
+    finally:
+        engine.dispose()
+    return runtime.username
+
+
+def _identifier(name: str) -> str:
+    if re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 def alembic_config(url: str | URL | None = None) -> Config:
