@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -41,10 +42,18 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     lock = _directory(settings).status(args.state)
     facts = lock_facts(lock, datetime.now(UTC), settings.stale_after)
     if args.json:
+        _json_output()
         print(json.dumps(facts.as_json(), indent=2, ensure_ascii=False))
     else:
         print(render_text(facts))
     return 0
+
+
+def _json_output() -> None:
+    """A lock file's non-UTF-8 bytes are lone surrogates in `raw_info`: written as `\\udcXX`, a JSON escape that
+    reads back to the same string (and bytes), instead of failing to encode."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -58,6 +67,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             "locks": [f.as_json() for f in facts],
             "problems": [{"backend": p.backend, "message": p.message} for p in listing.problems],
         }
+        _json_output()
         json.dump(document, sys.stdout, indent=2, ensure_ascii=False)  # streamed: no second copy in memory
         print()
     else:

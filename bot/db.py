@@ -16,11 +16,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, MetaData, create_engine, event, text
+from sqlalchemy import JSON, DateTime, Dialect, MetaData, String, Text, create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from bot.errors import TflockError
 
@@ -74,6 +74,78 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_ESCAPED = re.compile(r"[\\\x00\ud800-\udfff]")
+_UNESCAPE = re.compile(r"\\(?:(\\)|(0)|x([0-9a-f]{2})|u([0-9a-f]{4}))")
+
+
+def escape_text(text: str) -> str:
+    r"""Any Python string as text both databases store (no NUL, valid UTF-8), reversibly (docs/audit.md).
+
+    `\\` is a backslash, `\0` a NUL, `\xHH` a byte that was not UTF-8 (a lock file's body is decoded with
+    surrogateescape), `\uHHHH` any other lone surrogate. Everything else is stored as it is.
+    """
+    return _ESCAPED.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    if char == "\x00":
+        return "\\0"
+    code = ord(char)
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def unescape_text(stored: str) -> str:
+    """The exact string `escape_text` was given."""
+    return _UNESCAPE.sub(_unescape_one, stored) if "\\" in stored else stored
+
+
+def _unescape_one(match: re.Match[str]) -> str:
+    backslash, nul, byte, surrogate = match.groups()
+    if backslash:
+        return "\\"
+    if nul:
+        return "\x00"
+    if byte:
+        return chr(0xDC00 + int(byte, 16))
+    return chr(int(surrogate, 16))
+
+
+class LosslessText(TypeDecorator[str]):
+    """Untrusted text from a lock store, stored exactly: NUL bytes, non-UTF-8 bytes and any length, escaped
+    reversibly (`escape_text`) so PostgreSQL's text takes it. Equality in SQL compares the escaped forms,
+    which are equal exactly when the strings are."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, sqlite_declared: int | None = None) -> None:
+        super().__init__()
+        # SQLite never enforces a VARCHAR length: a column created as VARCHAR(n) there already holds any
+        # length, so it keeps its declaration (no table copy) while PostgreSQL's becomes TEXT.
+        self.sqlite_declared = sqlite_declared
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite" and self.sqlite_declared is not None:
+            return String(self.sqlite_declared)
+        return Text()
+
+    def compare_against_backend(self, dialect: Dialect, conn_type: TypeEngine[Any]) -> bool | None:
+        """For Alembic's comparison with a database: the column is as this type creates it."""
+        wanted = self.load_dialect_impl(dialect)
+        if isinstance(wanted, Text):
+            return isinstance(conn_type, Text)
+        return isinstance(conn_type, String) and getattr(conn_type, "length", None) == self.sqlite_declared
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else escape_text(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else unescape_text(value)
 
 
 class Base(DeclarativeBase):

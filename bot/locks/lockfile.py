@@ -13,7 +13,9 @@ from bot.locks.address import LOCKFILE_SUFFIX, StateAddress
 from bot.locks.aws import Removal, aws_errors, gone
 from bot.locks.model import LockSnapshot, Store
 
-MAX_BODY_BYTES = 64 * 1024  # Terraform's bodies are a few hundred bytes; refuse to buffer junk
+# Terraform's bodies are a few hundred bytes; whatever else is there is kept whole up to this size (and a
+# bigger one is still pinned by its ETag), but never buffered without bound.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 # 412: the ETag no longer matches; 409: a concurrent conditional write on the same key won.
 _CHANGED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
@@ -51,7 +53,8 @@ class LockFiles:
         try:
             raw = data.decode("utf-8")
         except UnicodeDecodeError:
-            raw = data.decode("utf-8", errors="backslashreplace")
+            # surrogateescape is reversible: raw_bytes(raw) gives these very bytes back (bot/locks/lockinfo.py).
+            raw = data.decode("utf-8", errors="surrogateescape")
             missing = missing or "unreadable lock info: the lock file is not UTF-8 text"
         return LockSnapshot.from_raw(
             address,

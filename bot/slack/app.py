@@ -53,7 +53,11 @@ def build_bot(runtime: Runtime, client: WebClient | None = None) -> SlackBot:
             "full member of the workspace can approve force-unlocks; set them to Slack user or group IDs"
         )
     workflow = UnlockWorkflow(
-        runtime.sessions, runtime.directory, UnlockPolicy.from_settings(settings, people.is_approver), runtime.clock
+        runtime.sessions,
+        runtime.directory,
+        UnlockPolicy.from_settings(settings, people.is_approver),
+        runtime.clock,
+        on_reconcile_failure=runtime.metrics.reconcile_failures.inc,
     )
     messages = ApprovalMessages(client, workflow)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None

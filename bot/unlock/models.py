@@ -10,8 +10,8 @@ from enum import StrEnum
 from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.audit.models import ACTOR_CHARS, ADDRESS_CHARS, CHANNEL_CHARS, LOCK_ID_CHARS
-from bot.db import Base
+from bot.audit.models import ACTOR_CHARS, ADDRESS_CHARS, CHANNEL_CHARS, SQLITE_LOCK_ID_DECLARED
+from bot.db import Base, LosslessText
 from bot.locks.model import Store
 
 
@@ -50,9 +50,11 @@ class UnlockRequest(Base):
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a random UUID
     state_address: Mapped[str] = mapped_column(String(ADDRESS_CHARS))
-    lock_id: Mapped[str | None] = mapped_column(String(LOCK_ID_CHARS))  # None when the Info was unreadable
-    # What the requester saw, byte for byte: the release deletes only this exact lock.
-    raw_info: Mapped[str] = mapped_column(Text)
+    # None when the Info was unreadable. Exactly as read, any length (migration 0006).
+    lock_id: Mapped[str | None] = mapped_column(LosslessText(SQLITE_LOCK_ID_DECLARED))
+    # What the requester saw, byte for byte (NUL and non-UTF-8 bytes included, escaped reversibly):
+    # the release deletes only this exact lock.
+    raw_info: Mapped[str] = mapped_column(LosslessText())
     in_table: Mapped[bool]
     in_lockfile: Mapped[bool]
     lockfile_etag: Mapped[str | None] = mapped_column(String(256))

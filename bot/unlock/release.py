@@ -14,6 +14,7 @@ from bot.errors import TflockError
 from bot.locks.aws import Removal
 from bot.locks.directory import LockDirectory
 from bot.locks.dynamodb import TableItemChanged
+from bot.locks.facts import printable
 from bot.locks.lockfile import LockFileChanged
 from bot.locks.model import LockSnapshot, StateLock, Store
 from bot.unlock.models import Status
@@ -127,10 +128,17 @@ def delete_seen(directory: LockDirectory, lock: StateLock, seen: Seen) -> Deleti
 
 
 def _describe(snapshot: LockSnapshot, seen: Seen) -> str:
-    wanted = seen.lock_id or "(unreadable)"
+    """Lock IDs are untrusted text (any length, NUL, control characters): shown escaped and shortened."""
+    wanted = _shown(seen.lock_id) if seen.lock_id else "(unreadable)"
     if snapshot.lock_id is not None and snapshot.lock_id == seen.lock_id:
         return f"lock {wanted} with a different Info than the one approved"
-    return f"{'lock ' + snapshot.lock_id if snapshot.lock_id else 'an unreadable lock'}, not the lock {wanted} approved"
+    now = f"lock {_shown(snapshot.lock_id)}" if snapshot.lock_id else "an unreadable lock"
+    return f"{now}, not the lock {wanted} approved"
+
+
+def _shown(lock_id: str, limit: int = 200) -> str:
+    text = printable(lock_id)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _with_deleted(note: str, deleted: list[str]) -> str:

@@ -37,6 +37,8 @@ from bot.db import DatabaseUnavailable, describe_error
 from bot.errors import BadInput, TflockError
 from bot.locks.address import LockIdRef, StateAddress, parse_state
 from bot.locks.directory import LockDirectory
+from bot.locks.facts import printable
+from bot.locks.lockinfo import raw_digest
 from bot.locks.model import StateLock, Store
 from bot.unlock.models import Approval, RequestView, Status, UnlockRequest
 from bot.unlock.policy import (
@@ -79,12 +81,14 @@ class UnlockWorkflow:
         clock: Clock,
         *,
         executing_grace: timedelta = EXECUTING_GRACE,
+        on_reconcile_failure: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
         self.directory = directory
         self.policy = policy
         self.clock = clock
         self.executing_grace = executing_grace
+        self.on_reconcile_failure = on_reconcile_failure  # counted in /metrics by the bot
 
     # -- what people do -------------------------------------------------------------------------
     def request(
@@ -116,8 +120,9 @@ class UnlockWorkflow:
             if expected_lock_id is not None and seen.lock_id != expected_lock_id:
                 raise Refused(
                     RefusalCode.LOCK_CHANGED,
-                    f"The lock on {address} is not the one you were looking at (ID {expected_lock_id}); it is now "
-                    f"{seen.lock_id or 'a lock with unreadable info'}. Check `/tflock status {address}` and ask again.",
+                    f"The lock on {address} is not the one you were looking at (ID {printable(expected_lock_id)}); it "
+                    f"is now {printable(seen.lock_id) if seen.lock_id else 'a lock with unreadable info'}. Check "
+                    f"`/tflock status {address}` and ask again.",
                 )
             now = self._now()
             try:
@@ -177,7 +182,8 @@ class UnlockWorkflow:
                 detail={
                     "reason": reason,
                     "held_in": list(view.held_in),
-                    "raw_info": seen.raw_info,
+                    "raw_info": seen.raw_info,  # escaped and cut to 4,000 characters here; the digest is exact
+                    "raw_info_sha256": raw_digest(seen.raw_info),
                     "lockfile_etag": seen.lockfile_etag,
                     "approvals_required": view.approvals_required,
                     "expires_at": view.expires_at,
@@ -312,8 +318,8 @@ class UnlockWorkflow:
         ended: list[RequestView] = []
         try:
             with self.sessions() as session:
-                rows = session.scalars(
-                    select(UnlockRequest)
+                stuck = session.scalars(
+                    select(UnlockRequest.id)
                     .where(
                         or_(
                             and_(UnlockRequest.status == Status.EXECUTING, UnlockRequest.executing_at <= cutoff),
@@ -322,21 +328,30 @@ class UnlockWorkflow:
                     )
                     .order_by(UnlockRequest.created_at)
                 ).all()
-                stuck = [self._view(session, row) for row in rows]
-            for request in stuck:
-                try:
-                    lock = self.directory.read(_address(request))
-                except TflockError as exc:
-                    log.warning("cannot reconcile unlock request %s yet: %s", request.id, exc)
-                    continue
-                comparison = compare(_seen(request), lock)
-                outcome, note = _reconciled(request.status, comparison)
-                view = self._finish(request, request.status, outcome, actor=None, note=note, reconciled=comparison)
-                if view is not None:
-                    ended.append(view)
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"could not reconcile requests: {describe_error(exc)}") from exc
+        for request_id in stuck:  # each on its own: one that fails does not hold up the others
+            try:
+                view = self._reconcile_one(request_id)
+            except Exception as exc:
+                self.on_reconcile_failure()
+                log.error("could not reconcile unlock request %s, trying again next sweep: %s", request_id, exc)
+                log.debug("reconciliation failure", exc_info=exc)
+                continue
+            if view is not None:
+                ended.append(view)
         return ended
+
+    def _reconcile_one(self, request_id: str) -> RequestView | None:
+        request = self._current(request_id)
+        try:
+            lock = self.directory.read(_address(request))
+        except TflockError as exc:
+            log.warning("cannot reconcile unlock request %s yet: %s", request.id, exc)
+            return None
+        comparison = compare(_seen(request), lock)
+        outcome, note = _reconciled(request.status, comparison)
+        return self._finish(request, request.status, outcome, actor=None, note=note, reconciled=comparison)
 
     # -- the release -------------------------------------------------------------------------------
     def _release(self, request: RequestView, actor: str | None) -> RequestView:
@@ -379,6 +394,7 @@ class UnlockWorkflow:
                 detail = {
                     "stores": [s.location for s in lock.snapshots],
                     "raw_info": request.raw_info,
+                    "raw_info_sha256": raw_digest(request.raw_info),
                     "lockfile_etag": request.lockfile_etag,
                 }
                 self._record(session, AuditAction.EXECUTING, request, actor=actor, at=now, detail=detail)
@@ -479,7 +495,7 @@ class UnlockWorkflow:
         result = session.execute(
             update(UnlockRequest)
             .where(UnlockRequest.id == request_id, UnlockRequest.status == from_, *also)
-            .values(status=to, **values)
+            .values(status=to, **_storable_values(values))
             .execution_options(synchronize_session=False)
         )
         return cast(CursorResult[Any], result).rowcount == 1
@@ -646,6 +662,13 @@ def _reconciled(status: Status, comparison: Comparison) -> tuple[Status, str]:
         f"the bot stopped {stopped} and the lock is still held unchanged{partly}; nothing was deleted by "
         "reconciliation — ask again if it should still be released"
     )
+
+
+def _storable_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A note about how a request ended may quote a lock's ID or Info: stored escaped (no NUL), never refused."""
+    if isinstance(values.get("outcome"), str):
+        return {**values, "outcome": storable(values["outcome"], None)}
+    return values
 
 
 def _already_approved(request: RequestView) -> Refused:
