@@ -215,6 +215,7 @@ RUNTIME_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "unlock_requests": ("SELECT", "INSERT", "UPDATE"),  # UPDATE: the guarded status transitions, FOR UPDATE
     "unlock_approvals": ("SELECT", "INSERT"),
     "watch_alerts": ("SELECT", "INSERT", "UPDATE"),
+    "pinned_locks": ("SELECT", "INSERT"),
     "alembic_version": ("SELECT",),
 }
 # Sequences behind the ids above (nextval needs USAGE; setval would need UPDATE, which is not granted).

@@ -20,7 +20,8 @@ from bot.slack.ids import Action, Block, Callback, Field
 from bot.slack.messages import ApprovalMessages
 from bot.slack.people import People
 from bot.slack.views import reason_modal
-from bot.unlock.models import RequestView
+from bot.unlock.models import Pin, RequestView
+from bot.unlock.pins import LockPins, looks_like_pin
 from bot.unlock.policy import MAX_REASON_CHARS, RefusalCode, Refused
 from bot.unlock.workflow import UnlockWorkflow
 
@@ -58,7 +59,7 @@ def request_unlock_clicked(
 
     def open_modal() -> None:
         user, value = _clicked(body)
-        address, lock_id = _pinned(value, runtime)
+        address, pin = _shown(value, runtime)
         runtime.directory.backends.for_address(address)
         channel = _channel(body)
         allowed = runtime.settings.allowed_channels
@@ -68,15 +69,27 @@ def request_unlock_clicked(
                 "Force-unlock requests are accepted only in the channels listed in TFLOCK_ALLOWED_CHANNELS "
                 f"({', '.join(allowed)}); ask there."
             )
-        view = reason_modal(str(address), lock_id, channel)
+        view = reason_modal(str(address), pin, channel)
         client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)
         runtime.metrics.requests.labels(command=Action.REQUEST_UNLOCK, outcome="ok").inc()
 
     after_ack(runtime, body, respond, open_modal)
 
 
+def _shown(value: str, runtime: Runtime) -> tuple[StateAddress, str | None]:
+    """A Request force-unlock button's value: a pinned lock's ID (the state is read from its record), or,
+    on messages posted before pins, the state and lock ID themselves."""
+    if looks_like_pin(value):
+        pin = LockPins(runtime.sessions, runtime.clock).find(value)
+        if pin is None:
+            raise BadInput("this button's value is not one tflock made; nothing was done")
+        return parse_address(pin.address, runtime.directory.backends.aliases), pin.id
+    address, _ = _pinned(value, runtime)
+    return address, None
+
+
 def _pinned(value: str, runtime: Runtime) -> tuple[StateAddress, str | None]:
-    """A Request force-unlock button's value: the state and the lock ID it showed (re-validated)."""
+    """A button from before pins: the state and the lock ID it showed (re-validated)."""
     try:
         data = json.loads(value)
     except ValueError:
@@ -110,22 +123,27 @@ def reason_submitted(
     user = str((body.get("user") or {}).get("id") or "")
     try:
         metadata = json.loads(view.get("private_metadata") or "{}")
-        address, channel, lock_id = str(metadata["address"]), metadata.get("channel"), metadata.get("lock")
-    except (ValueError, KeyError, TypeError):
+        pin_id, channel, lock_id = metadata.get("pin"), metadata.get("channel"), metadata.get("lock")
+        address = None if pin_id else str(metadata["address"])  # forms opened before pins carry the address
+    except (ValueError, KeyError, TypeError, AttributeError):
         tell(BadInput("this form was not one tflock made; nothing was done"), body, None, runtime)
         return
 
     def submit() -> None:
         try:
+            pinned = LockPins(runtime.sessions, runtime.clock).find(str(pin_id)) if pin_id else None
+            if pin_id and pinned is None:
+                raise BadInput("this form was not one tflock made; nothing was done")
             open_request(
                 workflow,
                 messages,
                 people,
-                state=address,
+                state=pinned.address if pinned else str(address),
                 user=user,
                 reason=reason,
                 channel=channel,
                 expected_lock_id=lock_id if isinstance(lock_id, str) else None,
+                pinned=pinned,
             )
             runtime.metrics.requests.labels(command=Callback.UNLOCK_REASON, outcome="ok").inc()
         except Exception as error:  # a modal has no response_url: whisper in the channel instead
@@ -145,13 +163,20 @@ def open_request(
     reason: str,
     channel: str | None,
     expected_lock_id: str | None = None,
+    pinned: Pin | None = None,
 ) -> RequestView:
     """Record the request, then post its approval message; a message that cannot be posted withdraws it."""
     if not channel:
         raise BadInput("force-unlock requests must be made in a channel")
     try:
         request = workflow.request(
-            state, user, reason, channel, is_bot=people.bot_check(user), expected_lock_id=expected_lock_id
+            state,
+            user,
+            reason,
+            channel,
+            is_bot=people.bot_check(user),
+            expected_lock_id=expected_lock_id,
+            pinned=pinned,
         )
     except Refused as refused:
         raise messages.pointing_to_winner(refused) from None

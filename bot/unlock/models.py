@@ -14,6 +14,8 @@ from bot.audit.models import ACTOR_CHARS, ADDRESS_CHARS, CHANNEL_CHARS, SQLITE_L
 from bot.db import Base, LosslessText
 from bot.locks.model import Store
 
+PIN_ID_CHARS = 32
+
 
 class Status(StrEnum):
     PENDING = "pending"
@@ -143,3 +145,30 @@ class RequestView:
     @property
     def approvals_missing(self) -> int:
         return max(self.approvals_required - len(self.approvers), 0)
+
+
+class PinnedLock(Base):
+    """A lock as someone was shown it (a status, a list, an alert): what a Request force-unlock button names.
+
+    Button values and modal metadata carry only `id` (Slack limits them to 2,000 and 3,000 characters; a
+    state address alone may approach that once escaped), and the request is refused unless the lock held
+    when it is made is this one: the same raw bytes (SHA-256), and the same lock-file ETag when there is one.
+    """
+
+    __tablename__ = "pinned_locks"
+
+    id: Mapped[str] = mapped_column(String(PIN_ID_CHARS), primary_key=True)  # derived from what is pinned
+    state_address: Mapped[str] = mapped_column(String(ADDRESS_CHARS))
+    lock_id: Mapped[str | None] = mapped_column(LosslessText())  # None when the Info was unreadable
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    lockfile_etag: Mapped[str | None] = mapped_column(String(256))
+    shown_at: Mapped[datetime]
+
+
+@dataclass(frozen=True)
+class Pin:
+    id: str
+    address: str
+    lock_id: str | None
+    raw_sha256: str
+    lockfile_etag: str | None

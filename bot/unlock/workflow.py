@@ -18,6 +18,7 @@ started), changed → superseded, still held unchanged → failed, so people ask
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import uuid
@@ -40,7 +41,7 @@ from bot.locks.directory import LockDirectory
 from bot.locks.facts import printable
 from bot.locks.lockinfo import raw_digest
 from bot.locks.model import StateLock, Store
-from bot.unlock.models import Approval, RequestView, Status, UnlockRequest
+from bot.unlock.models import Approval, Pin, RequestView, Status, UnlockRequest
 from bot.unlock.policy import (
     BotCheck,
     RefusalCode,
@@ -100,11 +101,13 @@ class UnlockWorkflow:
         *,
         is_bot: BotCheck = False,
         expected_lock_id: str | None = None,
+        pinned: Pin | None = None,
     ) -> RequestView:
         """Ask for a force-unlock of the lock held now; it waits for approvals until it expires.
 
-        `expected_lock_id` is the lock the person was looking at (a button, an alert, a typed lock ID):
-        if another lock holds the state by now, the request is refused rather than pinned to that one.
+        `expected_lock_id` is the lock the person was looking at (a typed lock ID, an old button), `pinned`
+        the lock a button was shown for (its raw bytes' SHA-256 and ETag, so a lock with unreadable Info is
+        pinned too): if another lock holds the state by now, the request is refused rather than made for it.
         """
         with self._attempt("request", requester, channel=channel) as attempt:
             self.policy.check_requester(is_bot, channel)
@@ -123,6 +126,14 @@ class UnlockWorkflow:
                     f"The lock on {address} is not the one you were looking at (ID {printable(expected_lock_id)}); it "
                     f"is now {printable(seen.lock_id) if seen.lock_id else 'a lock with unreadable info'}. Check "
                     f"`/tflock status {address}` and ask again.",
+                )
+            if pinned is not None and not _is_pinned(seen, pinned):
+                shown = f"lock {printable(pinned.lock_id)}" if pinned.lock_id else "a lock with unreadable info"
+                now_held = f"lock {printable(seen.lock_id)}" if seen.lock_id else "a lock with unreadable info"
+                raise Refused(
+                    RefusalCode.LOCK_CHANGED,
+                    f"The lock on {address} is not the one you were shown ({shown}); it is now {now_held} "
+                    f"(another lock, or one written again). Check `/tflock status {address}` and ask again.",
                 )
             now = self._now()
             try:
@@ -622,6 +633,12 @@ def _seen_now(lock: StateLock) -> Seen:
         in_lockfile=lock.lockfile is not None,
         lockfile_etag=lock.lockfile.etag if lock.lockfile is not None else None,
     )
+
+
+def _is_pinned(seen: Seen, pinned: Pin) -> bool:
+    """The very lock the button was shown for: the same raw bytes and, for a lock file, the same ETag."""
+    same_bytes = hmac.compare_digest(raw_digest(seen.raw_info), pinned.raw_sha256)
+    return same_bytes and (pinned.lockfile_etag is None or seen.lockfile_etag == pinned.lockfile_etag)
 
 
 def _seen(request: RequestView) -> Seen:

@@ -17,6 +17,7 @@ from bot.settings import load_settings
 from bot.slack.app import SlackBot, build_bot
 from tests.conftest import BUCKET, TABLE, Aws
 from tests.fakeslack import FakeSlack
+from tests.pins import pin_of
 from tests.terraform import TerraformBackend, ago
 
 KEY = "network/terraform.tfstate"
@@ -216,7 +217,7 @@ def test_a_request_from_a_button_is_pinned_to_the_lock_shown(
     command(slackbot, slack, f"status {BUCKET}/{KEY}", name="status")
     status = slack.wait_for("/response/status")[-1].body
     button = next(e for b in status["blocks"] if b["type"] == "actions" for e in b["elements"])
-    assert json.loads(button["value"]) == {"state": f"{BUCKET}/{KEY}", "lock": shown.id}
+    assert pin_of(slackbot.runtime.sessions, button["value"]).lock_id == shown.id
     click(slackbot, slack, "tflock_request_unlock", button["value"], ALICE)
     view = slack.wait_for("/api/views.open")[0].body["view"]
     tf.unlock(shown)
@@ -224,7 +225,7 @@ def test_a_request_from_a_button_is_pinned_to_the_lock_shown(
     submission = reason_submission(view["private_metadata"], "runner died")
     assert slackbot.app.dispatch(BoltRequest(body=submission, mode="socket_mode")).status == 200
     note = slack.wait_for("/api/chat.postEphemeral")[-1].body
-    assert "not the one you were looking at" in note["text"] and live.id in note["text"]
+    assert "not the one you were shown" in note["text"] and live.id in note["text"]
     assert [c for c in slack.calls_to("/api/chat.postMessage") if "blocks" in c.body] == []
 
 
