@@ -13,14 +13,18 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 \
     PYTHONDONTWRITEBYTECODE=1
 WORKDIR /src
-# Only what the wheel is built from (pyproject reads README.md; migrations/ ships inside the wheel as
-# bot.migrations); .dockerignore keeps the rest out.
+# The dependencies first, exactly as locked: every file's hash must match requirements/runtime.txt (the
+# export of uv.lock, see scripts/lock.sh), and only wheels are taken (psycopg[binary] included), so no
+# compiler is needed even here. This layer is rebuilt only when the lock changes.
+COPY requirements/runtime.txt ./requirements/runtime.txt
+RUN python -m venv /opt/tflock \
+ && /opt/tflock/bin/pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements/runtime.txt
+# Then tflock itself, from only what the wheel is built from (pyproject reads README.md; migrations/ ships
+# inside the wheel as bot.migrations); .dockerignore keeps the rest out. --no-deps: nothing unlocked.
 COPY pyproject.toml README.md ./
 COPY bot/ ./bot/
 COPY migrations/ ./migrations/
-# Every dependency ships manylinux wheels (psycopg[binary] included), so no compiler is needed even here.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels . \
- && python -m venv /opt/tflock \
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
  && /opt/tflock/bin/pip install --no-cache-dir --no-index --no-deps /wheels/*.whl \
  && /opt/tflock/bin/pip check
 

@@ -258,8 +258,8 @@ def load_requests(connection: Any, count: int, now: datetime, seed: int) -> None
             for row in requests:
                 copy.write_row((*row, True, False, "stuck", "lock"))
         with cursor.copy("COPY unlock_approvals (request_id, approver, at) FROM STDIN") as copy:
-            for row in approvals:
-                copy.write_row(row)
+            for approval in approvals:
+                copy.write_row(approval)
 
 
 # -- measuring ---------------------------------------------------------------------------------------

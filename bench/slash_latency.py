@@ -158,7 +158,7 @@ def override_bot(listener: int | None, http: int | None, before_response: bool) 
     if before_response:
         code += "a.App = functools.partial(a.App, process_before_response=True); "
     code += "from bot.cli import main; sys.exit(main(sys.argv[1:]))"
-    e2e.tflock_bot_executable = lambda: [sys.executable, "-c", code]  # type: ignore[assignment]
+    e2e.tflock_bot_executable = lambda: [sys.executable, "-c", code]
     return (
         f"EXPERIMENT: bot run with LISTENER_THREADS={listener or 'default'} HTTP_THREADS={http or 'default'}"
         f" process_before_response={before_response}"
@@ -488,8 +488,8 @@ def run_level(
     metrics_after = scrape_metrics(bot)
 
     by_path: dict[str, Call] = {}
-    for call in calls:
-        by_path.setdefault(call.path, call)  # the first post to a response_url is the answer
+    for made in calls:
+        by_path.setdefault(made.path, made)  # the first post to a response_url is the answer
 
     result = LevelResult(level, requests, pace=sender.pace, wall=wall_end - wall_start)
     for s in sent:

@@ -1,4 +1,4 @@
-"""`tflock-bot`: the bot's command line (SPEC §4). Exit codes: 0 success, 1 operation failed, 2 bad input."""
+"""`tflock-bot`: the bot's command line (docs/design.md §6). Exit codes: 0 success, 1 operation failed, 2 bad input."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Sequence
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,11 +23,14 @@ from bot.locks.address import parse_address
 from bot.locks.backends import load_backends
 from bot.locks.directory import LockDirectory
 from bot.locks.facts import LockFacts, lock_facts, render_text
+from bot.locks.model import Answer
+from bot.logs import configure_logging
 from bot.settings import Settings, SettingsError, load_settings
 
 log = logging.getLogger("tflock")
 
 Command = Callable[[argparse.Namespace, Settings], int]
+SLOW_NOTICE_SECONDS = 2.0
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,15 +43,36 @@ def _directory(settings: Settings) -> LockDirectory:
     return LockDirectory(load_backends(settings))
 
 
+@contextmanager
+def _saying_what_is_slow(directory: LockDirectory, after: float = SLOW_NOTICE_SECONDS) -> Iterator[None]:
+    """While AWS is slow, tell the person on stderr which call it is waiting for, and for how long."""
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.wait(after):
+            calls = [call for b in directory.backends.backends if (call := b.clients.in_flight.slowest())]
+            if calls:
+                what, seconds = max(calls, key=lambda call: call[1])
+                print(f"tflock-bot: still waiting for AWS {what} ({seconds:.0f}s so far)…", file=sys.stderr)
+
+    threading.Thread(target=watch, name="tflock-patience", daemon=True).start()
+    try:
+        yield
+    finally:
+        done.set()
+
+
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    lock = _directory(settings).status(args.state)
+    directory = _directory(settings)
+    with _saying_what_is_slow(directory):
+        lock = directory.status(args.state)
     facts = lock_facts(lock, datetime.now(UTC), settings.stale_after)
     if args.json:
         _json_output()
         print(json.dumps(facts.as_json(), indent=2, ensure_ascii=False))
     else:
         print(render_text(facts))
-    return 0
+    return 1 if facts.answer is Answer.UNKNOWN else 0
 
 
 def _json_output() -> None:
@@ -57,27 +83,33 @@ def _json_output() -> None:
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
-    listing = _directory(settings).list_locks()
+    directory = _directory(settings)
+    with _saying_what_is_slow(directory):
+        listing = directory.list_locks()
     now = datetime.now(UTC)
     facts = [lock_facts(lock, now, settings.stale_after) for lock in listing.locks]
     if args.stale:
         facts = [f for f in facts if f.stale]
     if args.json:
         document = {
+            "complete": listing.complete,
             "locks": [f.as_json() for f in facts],
-            "problems": [{"backend": p.backend, "message": p.message} for p in listing.problems],
+            "problems": [{"backend": p.backend, "message": p.message, "failed": p.failed} for p in listing.problems],
         }
         _json_output()
         json.dump(document, sys.stdout, indent=2, ensure_ascii=False)  # streamed: no second copy in memory
         print()
     else:
-        print(_list_table(facts, stale_only=args.stale))
+        print(_list_table(facts, stale_only=args.stale, complete=listing.complete))
     for problem in listing.problems:
-        print(f"tflock-bot: warning: backend {problem.backend}: {problem.message}", file=sys.stderr)
-    return 1 if listing.problems else 0
+        print(f"tflock-bot: warning: could not check backend {problem.backend}: {problem.message}", file=sys.stderr)
+    return 0 if listing.complete else 1
 
 
-def _list_table(rows: Sequence[LockFacts], *, stale_only: bool) -> str:
+def _list_table(rows: Sequence[LockFacts], *, stale_only: bool, complete: bool = True) -> str:
+    if not rows and not complete:
+        what = "stale locks" if stale_only else "locks"
+        return f"No {what} found in what could be checked; this list is partial (see the warnings)."
     if not rows:
         return "No stale locks." if stale_only else "No locks held."
     header = ("AGE", "STATE", "WHO", "OPERATION", "LOCK ID", "")
@@ -99,7 +131,7 @@ def _list_table(rows: Sequence[LockFacts], *, stale_only: bool) -> str:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.server import serve  # noqa: PLC0415 (Bolt and waitress load only for the command that needs them)
 
-    logging.getLogger().setLevel(os.environ.get("TFLOCK_LOG_LEVEL", "INFO").upper())
+    configure_logging(settings.log_format, os.environ.get("TFLOCK_LOG_LEVEL", "INFO"))
     # With a separate migration URL the bot's own role cannot migrate (it owns nothing): the owner role does
     # it beforehand (`tflock-bot db upgrade`, the Helm chart's migration Job).
     own_migrations = settings.migration_database_url is None
@@ -125,7 +157,7 @@ def cmd_db_grants(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _state_filter(text: str | None, settings: Settings) -> str | None:
-    """--state in any form SPEC §2 accepts but a lock ID (the trail outlives locks): address, s3://, alias."""
+    """--state in any form docs/design.md §3 accepts but a lock ID (the trail outlives locks): address, s3://, alias."""
     if not text:
         return None
     return parse_address(text, load_backends(settings).aliases).lock_id
@@ -239,13 +271,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=os.environ.get("TFLOCK_LOG_LEVEL", "WARNING").upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     func: Command = args.func
     try:
-        return func(args, load_settings())
+        settings = load_settings()
+        configure_logging(settings.log_format, os.environ.get("TFLOCK_LOG_LEVEL", "WARNING"))
+        return func(args, settings)
     except SettingsError as exc:
         print(f"tflock-bot: {exc}", file=sys.stderr)
         return 2

@@ -8,8 +8,15 @@ use `reading()`, a plain deferred transaction there, so they never hold the writ
 
 from __future__ import annotations
 
+import heapq
 import importlib.util
+import itertools
+import logging
+import os
 import re
+import socket
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -164,11 +171,122 @@ def engine_url(url: str | URL) -> URL:
     return parsed
 
 
-def make_engine(url: str | URL, **kwargs: Any) -> Engine:
+def make_engine(
+    url: str | URL, *, connect_timeout: float | None = None, statement_timeout: float | None = None, **kwargs: Any
+) -> Engine:
+    """An engine whose every wait is bounded when timeouts are given (what `serve` does).
+
+    PostgreSQL: `connect_timeout`, a server-side `statement_timeout`, TCP keepalives (a peer that vanished
+    is noticed in about a minute instead of the kernel's two hours) and a bounded wait for a pooled
+    connection. SQLite: its `busy_timeout` bounds the wait for the write lock.
+    """
     parsed = engine_url(url)
     if parsed.get_backend_name() == "sqlite":
         return _sqlite_engine(parsed, **kwargs)
-    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    if connect_timeout is not None or statement_timeout is not None:
+        connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
+        if connect_timeout is not None:
+            connect_args["connect_timeout"] = max(1, round(connect_timeout))  # libpq takes whole seconds
+            kwargs.setdefault("pool_timeout", connect_timeout)
+        connect_args.update(keepalives=1, keepalives_idle=30, keepalives_interval=10, keepalives_count=3)
+        if statement_timeout is not None:
+            # Added to the URL's own `options` (e.g. a search_path), which connect_args would otherwise replace.
+            given = parsed.query.get("options", "")
+            given = " ".join(given) if isinstance(given, tuple) else given
+            connect_args["options"] = f"{given} -c statement_timeout={int(statement_timeout * 1000)}".strip()
+        kwargs["connect_args"] = connect_args
+    engine = create_engine(parsed, pool_pre_ping=True, **kwargs)
+    if statement_timeout is not None:
+        _sever_after(engine, statement_timeout + STATEMENT_GRACE_SECONDS)
+    return engine
+
+
+STATEMENT_GRACE_SECONDS = 2.0
+
+
+class _Deadlines:
+    """One thread that cuts connections whose statement outlived its deadline.
+
+    `statement_timeout` is enforced by the server, so it cannot help when the server (or the network to it)
+    stops answering: a blocked client waits for TCP to give up, which can be never (a peer whose kernel
+    still acknowledges). Past the deadline the socket is shut down under the driver, which then raises an
+    OperationalError and SQLAlchemy drops the connection from its pool.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Condition()
+        self._heap: list[tuple[float, int, Any]] = []
+        self._ids = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, dbapi_connection: Any, seconds: float) -> int:
+        token = next(self._ids)
+        with self._lock:
+            heapq.heappush(self._heap, (time.monotonic() + seconds, token, dbapi_connection))
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="tflock-db-deadlines", daemon=True)
+                self._thread.start()
+            self._lock.notify()
+        return token
+
+    def done(self, token: int) -> None:
+        with self._lock:
+            self._heap = [entry for entry in self._heap if entry[1] != token]
+            heapq.heapify(self._heap)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._heap or self._heap[0][0] > time.monotonic():
+                    self._lock.wait(timeout=(self._heap[0][0] - time.monotonic()) if self._heap else None)
+                _, _, connection = heapq.heappop(self._heap)
+            _sever(connection)
+
+
+def _sever(dbapi_connection: Any) -> None:
+    fd = getattr(getattr(dbapi_connection, "pgconn", None), "socket", None)
+    if not isinstance(fd, int) or fd < 0:
+        return
+    try:
+        with socket.socket(fileno=os.dup(fd)) as sock:  # shutdown acts on the socket every fd shares
+            sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        return
+    logging.getLogger(__name__).error("a database statement outlived its deadline; its connection was cut")
+
+
+_DEADLINES = _Deadlines()
+
+
+def _sever_after(engine: Engine, seconds: float) -> None:
+    @event.listens_for(engine, "before_cursor_execute")
+    def _start(conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: bool) -> None:
+        conn.info["tflock_deadline"] = _DEADLINES.watch(conn.connection.dbapi_connection, seconds)
+
+    def _stop(conn: Any) -> None:
+        token = conn.info.pop("tflock_deadline", None)
+        if token is not None:
+            _DEADLINES.done(token)
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _after(conn: Any, cursor: Any, statement: Any, params: Any, context: Any, many: bool) -> None:
+        _stop(conn)
+
+    @event.listens_for(engine, "handle_error")
+    def _error(context: Any) -> None:
+        if context.connection is not None:
+            _stop(context.connection)
+
+    ping = engine.dialect.do_ping
+
+    def do_ping(dbapi_connection: Any) -> bool:  # pool_pre_ping on a pooled connection is bounded too
+        token = _DEADLINES.watch(dbapi_connection, seconds)
+        try:
+            return ping(dbapi_connection)
+        finally:
+            _DEADLINES.done(token)
+
+    engine.dialect.do_ping = do_ping  # type: ignore[method-assign]
 
 
 def make_sessions(engine: Engine) -> sessionmaker[Session]:

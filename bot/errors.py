@@ -4,13 +4,13 @@ from __future__ import annotations
 
 
 class TflockError(Exception):
-    """Base: `str(error)` is the whole message for the person; `exit_code` is for the CLI (SPEC §4)."""
+    """Base: `str(error)` is the whole message for the person; `exit_code` is for the CLI (docs/design.md §6)."""
 
     exit_code = 1
 
 
 class BadInput(TflockError):
-    """The person gave something we cannot use (SPEC §8). CLI exit 2."""
+    """The person gave something we cannot use (docs/design.md §12). CLI exit 2."""
 
     exit_code = 2
 

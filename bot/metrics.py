@@ -46,6 +46,23 @@ class Metrics:
         self.audit_failures = Counter(
             "tflock_audit_write_failures", "Audit events that could not be written", registry=self.registry
         )
+        self.busy = Counter(
+            "tflock_busy",
+            "Requests turned away with 'tflock is busy' because a work pool and its queue were full, by pool",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.work_waiting = Gauge(
+            "tflock_work_in_pool",
+            "Tasks running or queued in a work pool (lookups, clicks)",
+            ["pool"],
+            registry=self.registry,
+        )
+        self.lookup_audit_missed = Counter(
+            "tflock_lookup_audit_missed",
+            "Look-ups answered although their audit event could not be written (database down)",
+            registry=self.registry,
+        )
         self.socket_connected = Gauge(
             "tflock_socket_mode_connected", "1 when the Socket Mode connection is up", registry=self.registry
         )

@@ -1,4 +1,4 @@
-"""Configuration, validated at start (SPEC §3): environment variables and an optional `.env`.
+"""Configuration, validated at start (docs/design.md §5): environment variables and an optional `.env`.
 
 A bad value stops the process with one line naming the variable — `SettingsError` carries that line.
 """
@@ -72,6 +72,19 @@ class Settings(BaseSettings):
     watch_interval: timedelta = Field(default=timedelta(minutes=5), validation_alias="TFLOCK_WATCH_INTERVAL")
     watch_remind_after: timedelta = Field(default=timedelta(hours=4), validation_alias="TFLOCK_WATCH_REMIND_AFTER")
 
+    # Faults: nothing waits without a timeout and every queue has a bound.
+    aws_connect_timeout: timedelta = Field(default=timedelta(seconds=2), validation_alias="TFLOCK_AWS_CONNECT_TIMEOUT")
+    aws_read_timeout: timedelta = Field(default=timedelta(seconds=5), validation_alias="TFLOCK_AWS_READ_TIMEOUT")
+    aws_max_attempts: int = Field(default=2, ge=1, le=10, validation_alias="TFLOCK_AWS_MAX_ATTEMPTS")
+    backend_concurrency: int = Field(default=4, ge=1, le=64, validation_alias="TFLOCK_BACKEND_CONCURRENCY")
+    lookup_queue: int = Field(default=32, ge=1, le=10_000, validation_alias="TFLOCK_LOOKUP_QUEUE")
+    click_queue: int = Field(default=64, ge=1, le=10_000, validation_alias="TFLOCK_CLICK_QUEUE")
+    db_connect_timeout: timedelta = Field(default=timedelta(seconds=3), validation_alias="TFLOCK_DB_CONNECT_TIMEOUT")
+    db_statement_timeout: timedelta = Field(
+        default=timedelta(seconds=10), validation_alias="TFLOCK_DB_STATEMENT_TIMEOUT"
+    )
+    log_format: Literal["text", "json"] = Field(default="text", validation_alias="TFLOCK_LOG_FORMAT")
+
     @field_validator(
         "slack_bot_token", "slack_signing_secret", "slack_app_token", "migration_database_url", mode="before"
     )
@@ -96,7 +109,17 @@ class Settings(BaseSettings):
             raise ValueError("is not an app-level token (they start with xapp-)")
         return value
 
-    @field_validator("request_ttl", "stale_after", "watch_interval", "watch_remind_after", mode="before")
+    @field_validator(
+        "request_ttl",
+        "stale_after",
+        "watch_interval",
+        "watch_remind_after",
+        "aws_connect_timeout",
+        "aws_read_timeout",
+        "db_connect_timeout",
+        "db_statement_timeout",
+        mode="before",
+    )
     @classmethod
     def _duration(cls, value: Any) -> Any:
         if isinstance(value, str):

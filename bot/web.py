@@ -1,8 +1,10 @@
-"""The HTTP surface on TFLOCK_PORT (SPEC §7): /slack/events (HTTP mode), /healthz, /readyz, /metrics."""
+"""The HTTP surface on TFLOCK_PORT (docs/design.md §11): /slack/events (HTTP mode), /healthz, /readyz, /metrics."""
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
@@ -15,6 +17,7 @@ from bot.runtime import Runtime
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
+log = logging.getLogger(__name__)
 SLACK_PATH = "/slack/events"
 _KNOWN_PATHS = {SLACK_PATH, "/healthz", "/readyz", "/metrics"}
 
@@ -31,7 +34,7 @@ class WebApp:
         self.runtime = runtime
         self.slack = slack
         if socket_connected is not None:
-            runtime.readiness.append(lambda: None if socket_connected() else "Socket Mode is not connected")
+            runtime.readiness.append(lambda: None if socket_connected() else "slack: Socket Mode is not connected")
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = time.monotonic()
@@ -46,6 +49,10 @@ class WebApp:
                 return _send(start_response, 200, {"status": "alive"})
             if path == "/readyz" and method in {"GET", "HEAD"}:
                 problems = self.runtime.not_ready()
+                if problems:
+                    log.warning("not ready: %s", "; ".join(problems))
+                if not _from_loopback(environ):  # details (hosts, roles) go to the log, not to the network
+                    problems = [f"{problem.partition(':')[0]}: unavailable" for problem in problems]
                 body: dict[str, object] = (
                     {"status": "not ready", "problems": problems} if problems else {"status": "ready"}
                 )
@@ -58,6 +65,13 @@ class WebApp:
         finally:
             label = path if path in _KNOWN_PATHS else "other"
             self.runtime.metrics.http_seconds.labels(path=label).observe(time.monotonic() - started)
+
+
+def _from_loopback(environ: WSGIEnvironment) -> bool:
+    try:
+        return ipaddress.ip_address(str(environ.get("REMOTE_ADDR", "")).split("%")[0]).is_loopback
+    except ValueError:
+        return False
 
 
 _REASONS = {200: "OK", 404: "Not Found", 405: "Method Not Allowed", 503: "Service Unavailable"}

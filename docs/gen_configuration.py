@@ -114,6 +114,45 @@ SETTINGS: dict[str, Setting] = {
         "`config.watchRemindAfter`",
         "One reminder about a lock still held this long after its alert.",
     ),
+    "TFLOCK_AWS_CONNECT_TIMEOUT": Setting(
+        "`config.awsConnectTimeout`",
+        "How long one AWS connection attempt may take. With the read timeout and attempts below it bounds how "
+        "long a person waits for an answer (the CLI says what it is waiting for after 2 s).",
+    ),
+    "TFLOCK_AWS_READ_TIMEOUT": Setting("`config.awsReadTimeout`", "How long AWS may take to answer one call."),
+    "TFLOCK_AWS_MAX_ATTEMPTS": Setting(
+        "`config.awsMaxAttempts`",
+        "Attempts per AWS call, the first included (botocore's `standard` retry mode: throttling and "
+        "transient faults are retried with jittered backoff).",
+    ),
+    "TFLOCK_BACKEND_CONCURRENCY": Setting(
+        "`config.backendConcurrency`",
+        "AWS look-ups in flight at once per backend. A look-up that finds them all busy for a second is "
+        'answered *unknown* ("backend … is answering slowly"), so one hung backend cannot take every worker.',
+    ),
+    "TFLOCK_LOOKUP_QUEUE": Setting(
+        "`config.lookupQueue`",
+        "Look-ups (status, list, audit) that may wait for a worker. Beyond it a person is told at once "
+        '"tflock is busy, try again in a moment" (counted in `tflock_busy_total`).',
+    ),
+    "TFLOCK_CLICK_QUEUE": Setting(
+        "`config.clickQueue`",
+        "Clicks and requests (approve, reject, cancel, unlock, the reason form) that may wait for a worker; "
+        "they have workers of their own, so look-ups never delay them.",
+    ),
+    "TFLOCK_DB_CONNECT_TIMEOUT": Setting(
+        "`config.dbConnectTimeout`",
+        "How long a PostgreSQL connection attempt may take (whole seconds; libpq's connect_timeout).",
+    ),
+    "TFLOCK_DB_STATEMENT_TIMEOUT": Setting(
+        "`config.dbStatementTimeout`",
+        "PostgreSQL `statement_timeout` for the bot's connections: no statement waits longer.",
+    ),
+    "TFLOCK_LOG_FORMAT": Setting(
+        "`config.logFormat`",
+        "`text` or `json` (one JSON object per line). Either way there is one line per command and per click: "
+        "who, command, state, outcome, duration — never a token or a request body.",
+    ),
 }
 
 # Read outside the settings class (by the command line or by boto3), listed here so one page has them all.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +21,43 @@ from tests.terraform import TerraformBackend, create_bucket, create_table
 REGION = "eu-west-1"
 BUCKET = "acme-tfstate"
 TABLE = "terraform-locks"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--skip-slow",
+        action="store_true",
+        help="leave out tests marked slow (real processes, the image's pip install); CI runs everything",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--skip-slow"):
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        items[:] = [item for item in items if not item.get_closest_marker("slow")]
+
+
+def skip_reason(report: pytest.TestReport) -> str:
+    """The reason a skip was given, without pytest's "Skipped: " prefix."""
+    longrepr = report.longrepr
+    reason = longrepr[2] if isinstance(longrepr, tuple) else str(longrepr)
+    return reason.removeprefix("Skipped: ")
+
+
+def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pytest.Config) -> None:
+    """One line of why tests were skipped, instead of a page of SKIPPED lines."""
+    reasons = Counter(skip_reason(report) for report in terminalreporter.stats.get("skipped", []))
+    parts = [f"{count} {reason}" if len(reasons) > 1 else reason for reason, count in reasons.most_common()]
+    deselected = len(terminalreporter.stats.get("deselected", []))
+    if deselected and config.getoption("--skip-slow"):
+        parts.append(f"{deselected} slow tests deselected by --skip-slow")
+    if reasons:
+        terminalreporter.write_line(f"{sum(reasons.values())} skipped: " + "; ".join(parts))
+    elif parts:
+        terminalreporter.write_line(parts[0])
 
 
 @pytest.fixture(autouse=True)

@@ -13,6 +13,8 @@ import json
 import threading
 import time
 import urllib.parse
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -26,6 +28,7 @@ class Call:
     body: dict[str, Any]
     at: float
     token: str | None
+    status: int = 200  # what the fake answered with (429 while rate limiting)
 
 
 @dataclass
@@ -35,10 +38,13 @@ class FakeSlack:
     usergroups: dict[str, list[str]] = field(default_factory=dict)
     users: dict[str, dict[str, Any]] = field(default_factory=dict)
     fail: dict[str, str] = field(default_factory=dict)  # method -> Slack error code to answer with
+    # method -> a handler answering it (e.g. apps.connections.open, played by tests/faults/socket_slack.py)
+    methods: dict[str, Callable[[dict[str, Any], str | None], dict[str, Any]]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._lock = threading.Condition()
         self._ts = itertools.count(1)
+        self._limited: dict[str, deque[int]] = {}  # method -> Retry-After seconds of the next 429s
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -58,9 +64,11 @@ class FakeSlack:
                 auth = self.headers.get("Authorization", "")
                 token = auth.removeprefix("Bearer ") if auth else body.get("token")
                 path = urllib.parse.urlsplit(self.path).path
-                answer = fake._answer(path, body, token)
+                status, headers, answer = fake._reply(path, body, token)
                 payload = json.dumps(answer).encode() if isinstance(answer, dict) else answer.encode()
-                self.send_response(200)
+                self.send_response(status)
+                for name, value in headers.items():
+                    self.send_header(name, value)
                 self.send_header("Content-Type", "application/json" if isinstance(answer, dict) else "text/plain")
                 self.send_header("Content-Length", str(len(payload)))
                 self.end_headers()
@@ -111,6 +119,12 @@ class FakeSlack:
         with self._lock:
             self.calls.clear()
             self.fail.clear()
+            self._limited.clear()
+
+    def rate_limit(self, method: str, times: int, retry_after: int = 1) -> None:
+        """Answer the next `times` calls to `method` with HTTP 429 and `Retry-After: retry_after`."""
+        with self._lock:
+            self._limited.setdefault(method, deque()).extend([retry_after] * times)
 
     # -- behaviour ----------------------------------------------------------------------------
     @staticmethod
@@ -126,13 +140,26 @@ class FakeSlack:
                 form[key] = json.loads(form[key])
         return form
 
-    def _answer(self, path: str, body: dict[str, Any], token: str | None) -> dict[str, Any] | str:
+    def _reply(
+        self, path: str, body: dict[str, Any], token: str | None
+    ) -> tuple[int, dict[str, str], dict[str, Any] | str]:
+        method = path.removeprefix("/api/")
         with self._lock:
-            self.calls.append(Call(path, body, time.monotonic(), token))
+            limited = self._limited.get(method)
+            retry_after = limited.popleft() if limited else None
+            status = 200 if retry_after is None else 429
+            self.calls.append(Call(path, body, time.monotonic(), token, status))
             self._lock.notify_all()
+        if retry_after is not None:
+            return 429, {"Retry-After": str(retry_after)}, {"ok": False, "error": "ratelimited"}
+        return 200, {}, self._answer(path, body, token)
+
+    def _answer(self, path: str, body: dict[str, Any], token: str | None) -> dict[str, Any] | str:
         if path.startswith(("/response/", "/upload/")):
             return "ok"
         method = path.removeprefix("/api/")
+        if method in self.methods:
+            return self.methods[method](body, token)
         if method in self.fail:
             return {"ok": False, "error": self.fail[method]}
         if not token or not str(token).startswith("xoxb-"):

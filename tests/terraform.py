@@ -1,8 +1,9 @@
 """Test fixtures that take and release locks exactly the way Terraform and OpenTofu do.
 
-Everything here follows ../shared/TERRAFORM_LOCKS.md: the Go `json.Marshal` byte format of
-`LockInfo`, `time.RFC3339Nano` for `Created`, `go-uuid` IDs without version bits, the `-md5`
-digest item, lock files written with `IfNoneMatch="*"`, and workspace keys built by `path.Join`.
+Everything here follows docs/design.md §2 (read from Terraform's and OpenTofu's source): the Go
+`json.Marshal` byte format of `LockInfo`, `time.RFC3339Nano` for `Created`, `go-uuid` IDs without
+version bits, the `-md5` digest item, lock files written with `IfNoneMatch="*"`, and workspace keys
+built by `path.Join`.
 It is test code: the bot itself never writes a lock.
 """
 

@@ -1,4 +1,4 @@
-"""The audit hash chain (SPEC §6): the canonical encoding of an event, its SHA-256, appending, and verifying.
+"""The audit hash chain (docs/audit.md): the canonical encoding of an event, its SHA-256, appending, and verifying.
 
 Every event stores the previous event's hash (`prev_hash`) and its own (`hash`), a SHA-256 over the
 canonical encoding of its fields and `prev_hash`. Editing a row breaks its own hash; deleting or

@@ -1,4 +1,4 @@
-"""The append-only audit trail (SPEC §6): one row per thing that happened, oldest first by `id`."""
+"""The append-only audit trail (docs/design.md §10): one row per thing that happened, oldest first by `id`."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class AuditEvent(Base):
     request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_CHARS))
     channel: Mapped[str | None] = mapped_column(String(CHANNEL_CHARS))
     detail: Mapped[dict[str, Any]]
-    # The hash chain (SPEC §6, bot/audit/chain.py): the previous event's hash and this one's, SHA-256 hex.
+    # The hash chain (docs/audit.md, bot/audit/chain.py): the previous event's hash and this one's, SHA-256 hex.
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64))
 

@@ -1,4 +1,4 @@
-"""Reading the audit trail: the filters managers use (SPEC §4), streamed in constant memory, written as a
+"""Reading the audit trail: the filters managers use (docs/design.md §6), streamed in constant memory, written as a
 table, CSV or JSON; the latest events for a Slack summary; a CSV file for Slack.
 
 Rows come in the order they were recorded (`id`, which is also the hash chain's order). CSV and JSON hold
@@ -12,11 +12,10 @@ import csv
 import io
 import json
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, BinaryIO, Protocol
 
 from sqlalchemy import ColumnElement, Select, select
 from sqlalchemy.exc import SQLAlchemyError
@@ -26,13 +25,12 @@ from bot.audit.chain import canonical_at, canonical_json
 from bot.audit.models import RECORD_COLUMNS, AuditAction, AuditEvent, AuditRecord
 from bot.db import DatabaseUnavailable, describe_error, reading
 from bot.durations import parse_duration
-from bot.errors import BadInput
+from bot.errors import BadInput, TflockError
 from bot.locks.facts import printable
 
 STREAM_BATCH = 1000
 COLUMNS = tuple(AuditRecord.__dataclass_fields__)
 FORMATS = ("table", "csv", "json")
-SPOOL_BYTES = 8 * 1024 * 1024  # a CSV for Slack stays in memory up to this size, then goes to a temporary file
 
 _DURATION = re.compile(r"(?:\d+[dhms])+")
 _SLACK_USER = re.compile(r"<?@?([UW][A-Z0-9]{2,})(?:\|[^>]*)?>?")
@@ -149,20 +147,41 @@ def summary(sessions: sessionmaker[Session], where: AuditFilter, limit: int = 20
     return list(stream_events(sessions, where, newest_first=True, limit=limit, batch=max(limit, 1)))
 
 
-def export_csv(sessions: sessionmaker[Session], where: AuditFilter) -> tuple[bytes, int]:
-    """Every matching event as a spreadsheet-safe UTF-8 CSV file's bytes (for a Slack upload) and how many rows.
+class ExportTooLarge(TflockError):
+    """More matching events than a chat upload should carry; the CLI streams any number."""
+
+
+def export_csv(
+    sessions: sessionmaker[Session], where: AuditFilter, out: BinaryIO, *, max_rows: int, max_bytes: int
+) -> int:
+    """Every matching event as spreadsheet-safe UTF-8 CSV into `out` (a file on disk for a Slack upload); returns
+    the row count.
 
     Meant to be opened in a spreadsheet: cells that would start a formula are neutralised (`spreadsheet_safe`),
     so this file is not the canonical export — `tflock-bot audit query --format csv` is (docs/audit.md).
-    Written through a spooled temporary file (on disk past SPOOL_BYTES), so the rows are never held twice.
+
+    Rows are streamed from the database to the file, so memory stays flat however large the trail. Past
+    `max_rows` rows or `max_bytes` bytes it stops with ExportTooLarge, which tells the person to use the CLI.
     """
-    with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-        text = io.TextIOWrapper(spool, encoding="utf-8", newline="")
-        count = _write_csv(stream_events(sessions, where), text, cell=spreadsheet_safe)
+    text = io.TextIOWrapper(out, encoding="utf-8", newline="")
+
+    def capped(records: Iterable[AuditRecord]) -> Iterator[AuditRecord]:
+        for count, record in enumerate(records, start=1):
+            if count % 1000 == 0:
+                text.flush()
+            if count > max_rows or (count % 1000 == 0 and out.tell() > max_bytes):
+                raise ExportTooLarge(
+                    f"More than {max_rows:,} matching events or {max_bytes // 1_000_000} MB is too much for a file "
+                    "in Slack; narrow it (since:, until:, a state, user:) or use "
+                    "`tflock-bot audit query --format csv`, which streams any number."
+                )
+            yield record
+
+    try:
+        return _write_csv(capped(stream_events(sessions, where)), text, cell=spreadsheet_safe)
+    finally:
         text.flush()
-        text.detach()  # the spool stays open for reading
-        spool.seek(0)
-        return spool.read(), count
+        text.detach()  # `out` stays open for the caller
 
 
 def plan(sessions: sessionmaker[Session], where: AuditFilter, *, newest_first: bool = False) -> str:

@@ -1,4 +1,4 @@
-"""State addresses: the one place that turns what a person typed into a bucket and key (SPEC §2).
+"""State addresses: the one place that turns what a person typed into a bucket and key (docs/design.md §3).
 
 Accepted: the `Path:` Terraform prints (`bucket/key`, workspaces as `env:/<ws>/key` or a custom
 `workspace_key_prefix`), `s3://bucket/key`, an alias from the backends file, or a lock ID (`ID:`).

@@ -5,8 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
@@ -28,13 +30,30 @@ from bot.errors import AwsAccessDenied, AwsFailure, ConfigurationError
 
 log = logging.getLogger(__name__)
 
-# Throttling and transient faults are retried by botocore's "standard" mode with jittered backoff.
-RETRY_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 6},
-    connect_timeout=5,
-    read_timeout=15,
-    max_pool_connections=32,
-)
+
+@dataclass(frozen=True)
+class AwsLimits:
+    """How long an AWS call may take and how many run at once per backend (TFLOCK_AWS_*, TFLOCK_BACKEND_*).
+
+    The defaults fit inside Slack's patience: a person waits at most about connect + read timeout per
+    attempt, and throttling is still retried by botocore's "standard" mode with jittered backoff.
+    """
+
+    connect_timeout: float = 2.0
+    read_timeout: float = 5.0
+    max_attempts: int = 2
+    concurrency: int = 4  # AWS look-ups in flight per backend
+    slot_wait: float = 1.0  # how long a look-up waits for one of those before it is answered "busy"
+
+    def botocore_config(self) -> Config:
+        return Config(
+            retries={"mode": "standard", "max_attempts": self.max_attempts},
+            connect_timeout=self.connect_timeout,
+            read_timeout=self.read_timeout,
+            max_pool_connections=32,
+            tcp_keepalive=True,
+        )
+
 
 # The IAM action behind each API operation the bot calls (ListObjectsV2 is authorised as ListBucket).
 PERMISSIONS = {
@@ -116,26 +135,32 @@ def _count(code: str) -> None:
 class AwsClients:
     """Lazily built, thread-safe boto3 clients for one backend (region, endpoint, optional role)."""
 
-    def __init__(self, region: str | None, endpoint_url: str | None, role_arn: str | None) -> None:
+    def __init__(
+        self, region: str | None, endpoint_url: str | None, role_arn: str | None, limits: AwsLimits | None = None
+    ) -> None:
         # AWS_REGION is what the other AWS SDKs and Lambda use; botocore itself reads AWS_DEFAULT_REGION.
         self.region = region or os.environ.get("AWS_REGION") or None
         self.endpoint_url = endpoint_url
         self.role_arn = role_arn
+        self.config = (limits or AwsLimits()).botocore_config()
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self._session: boto3.Session | None = None
         self.sts: Any = None  # the client that assumes role_arn, when there is one
+        self.in_flight = InFlight()
 
     def client(self, service: str) -> Any:
         with self._lock:
             if service not in self._clients:
                 try:
-                    self._clients[service] = self._make_session().client(
+                    client = self._make_session().client(
                         service,  # type: ignore[call-overload]
                         region_name=self.region,
                         endpoint_url=self.endpoint_url,
-                        config=RETRY_CONFIG,
+                        config=self.config,
                     )
+                    self.in_flight.watch(client)
+                    self._clients[service] = client
                 except NoRegionError:
                     raise ConfigurationError(
                         "no AWS region is set: set AWS_REGION, or region: for this backend in TFLOCK_BACKENDS_FILE"
@@ -149,9 +174,7 @@ class AwsClients:
         if not self.role_arn:
             self._session = base
             return base
-        sts = self.sts = base.client(
-            "sts", region_name=self.region, endpoint_url=self.endpoint_url, config=RETRY_CONFIG
-        )
+        sts = self.sts = base.client("sts", region_name=self.region, endpoint_url=self.endpoint_url, config=self.config)
         role_arn = self.role_arn
 
         def refresh() -> dict[str, str]:
@@ -169,3 +192,34 @@ class AwsClients:
         core._credentials = credentials  # type: ignore[attr-defined]  # botocore's documented hook point
         self._session = boto3.Session(botocore_session=core, region_name=self.region)
         return self._session
+
+
+class InFlight:
+    """The AWS calls running now, so a terminal can say what it is waiting for when a call is slow."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def watch(self, client: Any) -> None:
+        service = client.meta.service_model.service_id
+        client.meta.events.register("before-call", lambda model, **_: self._start(f"{service} {model.name}"))
+        client.meta.events.register("after-call", lambda **_: self._end())
+        client.meta.events.register("after-call-error", lambda **_: self._end())
+
+    def _start(self, what: str) -> None:
+        with self._lock:
+            self._calls[threading.get_ident()] = (what, time.monotonic())
+
+    def _end(self) -> None:
+        with self._lock:
+            self._calls.pop(threading.get_ident(), None)
+
+    def slowest(self) -> tuple[str, float] | None:
+        """The call that has been running longest: (what, seconds)."""
+        with self._lock:
+            calls = list(self._calls.values())
+        if not calls:
+            return None
+        what, started = min(calls, key=lambda call: call[1])
+        return what, time.monotonic() - started

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from bot.errors import BadInput, ConfigurationError
 from bot.locks.address import DEFAULT_WORKSPACE_PREFIX, StateAddress, parse_address, validate_alias
-from bot.locks.aws import AwsClients
+from bot.locks.aws import AwsClients, AwsLimits
 from bot.settings import Settings, SettingsError
 
 LockfileMode = Literal["auto", "on", "off"]
@@ -89,11 +89,32 @@ class Backend:
     endpoint_url: str | None = None
     role_arn: str | None = None
     workspace_key_prefix: str = DEFAULT_WORKSPACE_PREFIX
+    limits: AwsLimits = field(default_factory=AwsLimits, compare=False)
+    from_file: bool = False  # named in TFLOCK_BACKENDS_FILE rather than built from TFLOCK_* variables
     clients: AwsClients = field(compare=False, repr=False, default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
         if self.clients is None:
-            object.__setattr__(self, "clients", AwsClients(self.region, self.endpoint_url, self.role_arn))
+            clients = AwsClients(self.region, self.endpoint_url, self.role_arn, self.limits)
+            object.__setattr__(self, "clients", clients)
+
+    @property
+    def table_may_hold(self) -> bool:
+        """Can a DynamoDB item hold this backend's locks? Yes unless it has no table and says lock files
+        are its only store (`s3_lockfile: on`): an unset table is not proof that no table is in use."""
+        return self.table is not None or self.lockfile != "on"
+
+    @property
+    def no_table_reason(self) -> str:
+        if self.from_file:
+            return (
+                f"no dynamodb_table configured for backend {self.name} in TFLOCK_BACKENDS_FILE "
+                "(add it, or set s3_lockfile: on if this backend uses lock files only)"
+            )
+        return (
+            "no table configured for this backend (TFLOCK_DYNAMODB_TABLE; "
+            "or set TFLOCK_S3_LOCKFILE=on if it uses lock files only)"
+        )
 
     def serves(self, bucket: str) -> bool:
         return any(fnmatch.fnmatchcase(bucket, pattern) for pattern in self.buckets)
@@ -136,12 +157,22 @@ def load_backends(settings: Settings) -> BackendSet:
             buckets=tuple(settings.s3_buckets) or ("*",),
             table=settings.dynamodb_table,
             lockfile=lockfile,
+            limits=aws_limits(settings),
         )
         return BackendSet((backend,), {})
-    return _from_file(settings.backends_file, settings.s3_lockfile)
+    return _from_file(settings.backends_file, settings.s3_lockfile, aws_limits(settings))
 
 
-def _from_file(path: Path, default_lockfile: LockfileMode) -> BackendSet:
+def aws_limits(settings: Settings) -> AwsLimits:
+    return AwsLimits(
+        connect_timeout=settings.aws_connect_timeout.total_seconds(),
+        read_timeout=settings.aws_read_timeout.total_seconds(),
+        max_attempts=settings.aws_max_attempts,
+        concurrency=settings.backend_concurrency,
+    )
+
+
+def _from_file(path: Path, default_lockfile: LockfileMode, limits: AwsLimits) -> BackendSet:
     variable = "TFLOCK_BACKENDS_FILE"
     try:
         text = path.read_text(encoding="utf-8")
@@ -174,6 +205,8 @@ def _from_file(path: Path, default_lockfile: LockfileMode) -> BackendSet:
                 endpoint_url=entry.endpoint_url,
                 role_arn=entry.role_arn,
                 workspace_key_prefix=entry.workspace_key_prefix,
+                limits=limits,
+                from_file=True,
             )
         )
         for alias, target in entry.aliases.items():

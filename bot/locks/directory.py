@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import fnmatch
 import logging
-from collections.abc import Iterable
+import threading
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
+from typing import TypeVar
 
-from bot.errors import AwsAccessDenied, BadInput, LockNotFound, TflockError
+from bot.errors import AwsFailure, BadInput, LockNotFound, TflockError
 from bot.locks.address import LockIdRef, StateAddress, StateRef, parse_state
 from bot.locks.backends import Backend, BackendSet
 from bot.locks.dynamodb import LockTable
 from bot.locks.lockfile import LockFiles
-from bot.locks.model import LockSnapshot, StateLock, Store
+from bot.locks.model import LockSnapshot, StateLock, Store, Unchecked
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+SCAN_SEGMENTS = 4  # parallel Scan segments for `list`: a large table is read in a quarter of the round trips
 
 
 @dataclass(frozen=True)
 class BackendProblem:
+    """Part of a backend that was not listed. `failed`: a read went wrong this time; otherwise the
+    configuration leaves a gap (e.g. lock files in buckets nobody named), which no retry will close."""
+
     backend: str
     message: str
+    failed: bool = True
 
 
 @dataclass(frozen=True)
@@ -30,11 +39,21 @@ class LockListing:
     locks: tuple[StateLock, ...]
     problems: tuple[BackendProblem, ...]
 
+    @property
+    def complete(self) -> bool:
+        """Every store that can hold a lock in every backend was listed."""
+        return not self.problems
+
+    @property
+    def failures(self) -> tuple[BackendProblem, ...]:
+        return tuple(p for p in self.problems if p.failed)
+
 
 class LockDirectory:
     def __init__(self, backends: BackendSet) -> None:
         self.backends = backends
         self._reads = ThreadPoolExecutor(max_workers=16, thread_name_prefix="tflock-read")
+        self._slots = {b.name: threading.BoundedSemaphore(b.limits.concurrency) for b in backends.backends}
 
     # -- stores -------------------------------------------------------------------------------
     def table(self, backend: Backend) -> LockTable | None:
@@ -63,32 +82,36 @@ class LockDirectory:
         return self.read(ref)
 
     def read(self, address: StateAddress) -> StateLock:
-        """Both stores for one state, read now (consistent read for the table)."""
+        """Both stores for one state, read now (consistent read for the table).
+
+        A store that can hold this state's lock but could not be read is recorded in `unchecked` with the
+        reason; it never counts as "not held" (see `StateLock.answer`).
+        """
         backend = self.backends.for_address(address)
         table, lockfiles = self.table(backend), self.lockfiles(backend)
         checked: list[Store] = []
-        warnings: list[str] = []
+        unchecked: list[Unchecked] = []
         table_snapshot = lockfile_snapshot = None
+        if table is None and backend.table_may_hold:
+            unchecked.append(Unchecked(Store.TABLE, backend.no_table_reason))
         # Both stores at once: an answer waits for one AWS round trip, not two.
-        reading_file = self._reads.submit(lockfiles.read, address) if lockfiles is not None else None
-        try:
-            if table is not None:
-                table_snapshot = table.read(address)
+        reading_file = (
+            self._reads.submit(self._with_slot, backend, lambda: lockfiles.read(address))
+            if lockfiles is not None
+            else None
+        )
+        if table is not None:
+            try:
+                table_snapshot = self._with_slot(backend, lambda: table.read(address))
                 checked.append(Store.TABLE)
-        finally:
-            file_error: BaseException | None = None
-            if reading_file is not None:
-                try:
-                    lockfile_snapshot = reading_file.result()
-                    checked.append(Store.LOCKFILE)
-                except AwsAccessDenied as exc:
-                    # In `auto` mode a bot without access to lock files still answers from the table.
-                    if backend.lockfile == "on" or table is None:
-                        file_error = exc
-                    else:
-                        warnings.append(f"lock file not checked: {exc}")
-        if file_error is not None:
-            raise file_error
+            except TflockError as exc:
+                unchecked.append(Unchecked(Store.TABLE, str(exc)))
+        if reading_file is not None:
+            try:
+                lockfile_snapshot = reading_file.result()
+                checked.append(Store.LOCKFILE)
+            except TflockError as exc:
+                unchecked.append(Unchecked(Store.LOCKFILE, str(exc)))
         return StateLock(
             address=address,
             backend=backend.name,
@@ -96,27 +119,61 @@ class LockDirectory:
             table=table_snapshot,
             lockfile=lockfile_snapshot,
             checked=tuple(checked),
-            warnings=tuple(warnings),
+            unchecked=tuple(unchecked),
         )
 
+    def _with_slot(self, backend: Backend, read: Callable[[], T]) -> T:
+        """Run one AWS read within the backend's concurrency cap, so one slow backend cannot take every
+        worker; when the cap stays full for `backend_wait`, the read is not attempted and says why."""
+        slots = self._slots[backend.name]
+        if not slots.acquire(timeout=backend.limits.slot_wait):
+            raise AwsFailure(
+                f"backend {backend.name} is answering slowly: {backend.limits.concurrency} look-ups are "
+                "already waiting on it (TFLOCK_BACKEND_CONCURRENCY)"
+            )
+        try:
+            return read()
+        finally:
+            slots.release()
+
     def find_lock_id(self, lock_id: str) -> StateLock:
-        """The state whose lock has this ID, from the tables first and then the lock-file buckets."""
+        """The state whose lock has this ID, from the tables first and then the lock-file buckets.
+
+        "No such lock" is said only when every place that can hold one was searched; otherwise the
+        answer names what could not be searched.
+        """
         matches: dict[StateAddress, None] = {}
+        unsearched: list[BackendProblem] = []
         for backend in self.backends.backends:
             table = self.table(backend)
-            if table is not None:
-                for snapshot in table.scan(filter_lock_id=lock_id):
-                    if snapshot.lock_id == lock_id:
-                        matches[snapshot.address] = None
+            if table is None:
+                if backend.table_may_hold:
+                    unsearched.append(BackendProblem(backend.name, f"DynamoDB: {backend.no_table_reason}", False))
+                continue
+            try:
+                found = self._with_slot(backend, partial(_scan_all, table, lock_id))
+            except TflockError as exc:
+                unsearched.append(BackendProblem(backend.name, f"DynamoDB table {table.table}: {exc}"))
+                continue
+            matches.update((s.address, None) for s in found if s.lock_id == lock_id)
         if not matches:
             for backend in self.backends.backends:
                 lockfiles = self.lockfiles(backend)
                 if lockfiles is None:
                     continue
-                for bucket in self._buckets(backend, lockfiles, []):
-                    for snapshot in lockfiles.read_many(lockfiles.list_addresses(bucket)):
-                        if snapshot.lock_id == lock_id:
-                            matches[snapshot.address] = None
+                for bucket in self._buckets(backend, lockfiles, unsearched):
+                    try:
+                        files = self._with_slot(backend, partial(_read_bucket, lockfiles, bucket))
+                    except TflockError as exc:
+                        unsearched.append(BackendProblem(backend.name, f"lock files in bucket {bucket}: {exc}"))
+                        continue
+                    matches.update((s.address, None) for s in files if s.lock_id == lock_id)
+        if not matches and unsearched:
+            missed = "; ".join(f"{p.backend}: {p.message}" for p in unsearched)
+            raise LockNotFound(
+                f"no lock with ID {lock_id} was found, but not everything could be searched ({missed}); "
+                "give the state address instead"
+            )
         if not matches:
             raise LockNotFound(
                 f"no lock with ID {lock_id} is held in any configured table or lock-file bucket; "
@@ -139,31 +196,44 @@ class LockDirectory:
         return LockListing(tuple(locks), tuple(problems))
 
     def _list_backend(self, backend: Backend) -> tuple[list[StateLock], list[BackendProblem]]:
-        problems: list[str] = []
-        checked: list[Store] = []
+        problems: list[BackendProblem] = []
         table, lockfiles = self.table(backend), self.lockfiles(backend)
+        table_read = lockfiles_read = False
+        if table is None and backend.table_may_hold:
+            problems.append(BackendProblem(backend.name, f"DynamoDB: {backend.no_table_reason}", failed=False))
 
         def scan_table() -> dict[StateAddress, LockSnapshot]:
+            nonlocal table_read
             if table is None:
                 return {}
             try:
-                found = {s.address: s for s in table.scan() if backend.serves(s.address.bucket)}
+                found = self._with_slot(
+                    backend,
+                    lambda: {
+                        s.address: s for s in table.scan(segments=SCAN_SEGMENTS) if backend.serves(s.address.bucket)
+                    },
+                )
             except TflockError as exc:
-                problems.append(str(exc))
+                problems.append(BackendProblem(backend.name, f"DynamoDB table {table.table}: {exc}"))
                 return {}
-            checked.append(Store.TABLE)
+            table_read = True
             return found
 
         def read_lockfiles(seen: Iterable[str]) -> dict[StateAddress, LockSnapshot]:
+            nonlocal lockfiles_read
             if lockfiles is None:
                 return {}
             found: dict[StateAddress, LockSnapshot] = {}
+            complete = True
             for bucket in self._buckets(backend, lockfiles, problems, seen):
                 try:
-                    found.update((s.address, s) for s in lockfiles.read_many(lockfiles.list_addresses(bucket)))
+                    found.update(
+                        (s.address, s) for s in self._with_slot(backend, partial(_read_bucket, lockfiles, bucket))
+                    )
                 except TflockError as exc:
-                    problems.append(str(exc))
-            checked.append(Store.LOCKFILE)
+                    complete = False
+                    problems.append(BackendProblem(backend.name, f"lock files in bucket {bucket}: {exc}"))
+            lockfiles_read = complete
             return found
 
         if "*" in backend.bucket_patterns:  # the buckets to list come from the table's locks
@@ -174,6 +244,7 @@ class LockDirectory:
                 scanning = pool.submit(scan_table)
                 files = read_lockfiles(())
                 tables = scanning.result()
+        checked = tuple(store for store, read in ((Store.TABLE, table_read), (Store.LOCKFILE, lockfiles_read)) if read)
         locks = [
             StateLock(
                 address=address,
@@ -181,21 +252,31 @@ class LockDirectory:
                 workspace=address.workspace(backend.workspace_key_prefix),
                 table=tables.get(address),
                 lockfile=files.get(address),
-                checked=tuple(sorted(checked)),
+                checked=checked,
             )
             for address in sorted(tables.keys() | files.keys())
         ]
-        return locks, [BackendProblem(backend.name, message) for message in problems]
+        return locks, problems
 
     def _buckets(
-        self, backend: Backend, lockfiles: LockFiles, messages: list[str], seen: Iterable[str] = ()
+        self, backend: Backend, lockfiles: LockFiles, problems: list[BackendProblem], seen: Iterable[str] = ()
     ) -> list[str]:
         """Concrete buckets to list: named ones, pattern matches when ListBuckets is allowed, and for
         a catch-all `*` the buckets the table's locks are in (never every bucket in the account)."""
         buckets = list(dict.fromkeys([*backend.named_buckets, *seen]))
         patterns = tuple(p for p in backend.bucket_patterns if p != "*")
-        if "*" in backend.bucket_patterns and not buckets and backend.table is None:
-            messages.append("lock files not listed: name the buckets in TFLOCK_S3_BUCKETS or the backends file")
+        if "*" in backend.bucket_patterns:
+            # Lock files in buckets no lock item points at cannot be found without naming the buckets.
+            covered = f" beyond {', '.join(buckets)}" if buckets else ""
+            problems.append(
+                BackendProblem(
+                    backend.name,
+                    f"lock files in other buckets{covered} not listed: name the buckets in "
+                    + ("the backends file" if backend.from_file else "TFLOCK_S3_BUCKETS")
+                    + " (or turn lock files off)",
+                    failed=False,
+                )
+            )
         if patterns:
             try:
                 buckets += [
@@ -204,5 +285,15 @@ class LockDirectory:
                     if name not in buckets and any(fnmatch.fnmatchcase(name, p) for p in patterns)
                 ]
             except TflockError as exc:
-                messages.append(f"lock files in buckets matching {', '.join(patterns)} not listed: {exc}")
+                problems.append(
+                    BackendProblem(backend.name, f"lock files in buckets matching {', '.join(patterns)}: {exc}")
+                )
         return buckets
+
+
+def _scan_all(table: LockTable, lock_id: str | None) -> list[LockSnapshot]:
+    return list(table.scan(filter_lock_id=lock_id))
+
+
+def _read_bucket(lockfiles: LockFiles, bucket: str) -> list[LockSnapshot]:
+    return lockfiles.read_many(lockfiles.list_addresses(bucket))

@@ -8,9 +8,22 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from bot.durations import format_age, format_duration
-from bot.locks.model import StateLock, Store
+from bot.locks.model import Answer, StateLock, Store
 
 RECENT_VERDICT = "recent — an active run may hold it"
+UNKNOWN_VERDICT = "unknown — could not check every store that can hold this lock"
+
+
+@dataclass(frozen=True)
+class StoreCheck:
+    """One store that can hold the state's lock: read (ok) or not, and why not."""
+
+    store: str  # "dynamodb" or "s3"
+    ok: bool
+    error: str | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        return {"store": self.store, "ok": self.ok, "error": self.error}
 
 
 @dataclass(frozen=True)
@@ -18,7 +31,8 @@ class LockFacts:
     address: str
     backend: str
     workspace: str
-    locked: bool
+    answer: Answer
+    checked: tuple[StoreCheck, ...]
     held_in: tuple[str, ...]
     lock_id: str | None
     who: str | None
@@ -34,12 +48,28 @@ class LockFacts:
     problems: tuple[str, ...]
     raw_info: tuple[str, ...]
 
+    @property
+    def locked(self) -> bool:
+        """Held for certain. Not the same as "not held": see `answer` (unknown is neither)."""
+        return self.answer is Answer.HELD
+
+    @property
+    def unchecked(self) -> tuple[str, ...]:
+        """ "DynamoDB not checked: …" for every store that could not be read."""
+        return tuple(
+            f"{'DynamoDB' if c.store == Store.TABLE else 'lock file'} not checked: {c.error}"
+            for c in self.checked
+            if not c.ok
+        )
+
     def as_json(self) -> dict[str, Any]:
         return {
             "address": self.address,
             "backend": self.backend,
             "workspace": self.workspace,
-            "locked": self.locked,
+            "answer": self.answer.value,
+            "locked": None if self.answer is Answer.UNKNOWN else self.locked,
+            "checked": [check.as_json() for check in self.checked],
             "held_in": list(self.held_in),
             "lock_id": self.lock_id,
             "who": self.who,
@@ -66,7 +96,11 @@ def lock_facts(lock: StateLock, now: datetime, stale_after: timedelta) -> LockFa
     if info is not None and info.created is not None and info.created > now + timedelta(minutes=1):
         problems.append("Created is in the future: the holder's clock is ahead")
     problems.extend(lock.warnings)
-    if not lock.held:
+    problems.extend(str(u) for u in lock.unchecked)
+    answer = lock.answer
+    if answer is Answer.UNKNOWN:
+        verdict = UNKNOWN_VERDICT
+    elif answer is Answer.NOT_HELD:
         verdict = "not locked"
     elif age is None:
         verdict = "age unknown — check with the holder"
@@ -78,7 +112,11 @@ def lock_facts(lock: StateLock, now: datetime, stale_after: timedelta) -> LockFa
         address=str(lock.address),
         backend=lock.backend,
         workspace=lock.workspace,
-        locked=lock.held,
+        answer=answer,
+        checked=tuple(
+            [StoreCheck(store.value, True) for store in lock.checked]
+            + [StoreCheck(u.store.value, False, printable(u.reason)) for u in lock.unchecked]
+        ),
         held_in=tuple(_where(s.store, s.location) for s in lock.snapshots),
         lock_id=printable(info.id) if info else None,
         who=printable(info.who) if info else None,
@@ -105,14 +143,24 @@ def printable(text: str) -> str:
     )
 
 
+def _store_words(store: str) -> str:
+    return "DynamoDB table" if store == Store.TABLE else "S3 lock file"
+
+
 def _where(store: Store, location: str) -> str:
     return location if store is Store.TABLE else f"lock file {location}"
 
 
 def render_text(facts: LockFacts) -> str:
     """The terminal form of one state's lock."""
-    if not facts.locked:
+    if facts.answer is Answer.UNKNOWN:
+        lines = [f"{facts.address}: unknown — could not tell whether it is locked"]
+        lines += [f"  {u}" for u in facts.unchecked]
+        lines += [f"  checked: {_store_words(c.store)}, not locked there" for c in facts.checked if c.ok]
+        return "\n".join(lines)
+    if facts.answer is Answer.NOT_HELD:
         lines = [f"{facts.address}: not locked"]
+        lines += [f"  checked: {', '.join(_store_words(c.store) for c in facts.checked)}"]
         lines += [f"  note: {p}" for p in facts.problems]
         return "\n".join(lines)
     rows = [

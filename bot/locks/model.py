@@ -15,6 +15,29 @@ class Store(StrEnum):
     TABLE = "dynamodb"
     LOCKFILE = "s3"
 
+    @property
+    def label(self) -> str:
+        return "DynamoDB" if self is Store.TABLE else "lock file"
+
+
+class Answer(StrEnum):
+    """Every look-up ends in one of three answers; "not held" only when every store that can hold it was read."""
+
+    HELD = "held"
+    NOT_HELD = "not_held"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Unchecked:
+    """A store that can hold this state's lock but was not read, and why (said to the person as is)."""
+
+    store: Store
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.store.label} not checked: {self.reason}"
+
 
 @dataclass(frozen=True)
 class LockSnapshot:
@@ -68,10 +91,18 @@ class StateLock:
     lockfile: LockSnapshot | None = None
     checked: tuple[Store, ...] = field(default=(Store.TABLE, Store.LOCKFILE))
     warnings: tuple[str, ...] = ()
+    unchecked: tuple[Unchecked, ...] = ()
 
     @property
     def held(self) -> bool:
         return self.table is not None or self.lockfile is not None
+
+    @property
+    def answer(self) -> Answer:
+        """Held if any store holds a lock; not held only if no store that can hold one went unread."""
+        if self.held:
+            return Answer.HELD
+        return Answer.UNKNOWN if self.unchecked else Answer.NOT_HELD
 
     @property
     def snapshots(self) -> tuple[LockSnapshot, ...]:

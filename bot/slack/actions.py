@@ -7,6 +7,8 @@ ID); everything that matters is read again from AWS or the database.
 from __future__ import annotations
 
 import json
+import time
+from functools import partial
 from typing import Any
 
 from slack_bolt import Ack, App, Respond
@@ -15,7 +17,7 @@ from slack_sdk import WebClient
 from bot.errors import BadInput
 from bot.locks.address import StateAddress, parse_address
 from bot.runtime import Runtime
-from bot.slack.errors import after_ack, tell, user_message
+from bot.slack.errors import BUSY, after_ack, log_request, outcome_of, tell, user_message
 from bot.slack.ids import Action, Block, Callback, Field
 from bot.slack.messages import ApprovalMessages
 from bot.slack.people import People
@@ -53,39 +55,42 @@ def _channel(body: dict[str, Any]) -> str | None:
 
 
 def request_unlock_clicked(
-    ack: Ack, body: dict[str, Any], respond: Respond, client: WebClient, runtime: Runtime
+    ack: Ack, body: dict[str, Any], respond: Respond, runtime: Runtime, modal_client: WebClient
 ) -> None:
+    """Open the reason modal inside the listener: one fast Slack call, while the click's trigger_id (valid
+    for 3 s) is fresh. Nothing here waits on AWS or the database; refusals are told from the click pool."""
     ack()
-
-    def open_modal() -> None:
+    started = time.monotonic()
+    try:
         user, value = _clicked(body)
-        address, pin = _shown(value, runtime)
-        runtime.directory.backends.for_address(address)
+        # A pinned lock's ID is looked up when the form is submitted, on the click pool; buttons from before
+        # pins carry the state and lock ID themselves.
+        pin = value if looks_like_pin(value) else None
+        address, lock_id = (None, None) if pin else _pinned(value, runtime)
+        if address is not None:
+            runtime.directory.backends.for_address(address)
         channel = _channel(body)
         allowed = runtime.settings.allowed_channels
         if allowed and channel not in allowed:  # say so now, before the person types a reason
-            runtime.record_refusal("channel_not_allowed", actor=user, channel=channel, state=str(address))
-            raise BadInput(
-                "Force-unlock requests are accepted only in the channels listed in TFLOCK_ALLOWED_CHANNELS "
-                f"({', '.join(allowed)}); ask there."
-            )
-        view = reason_modal(str(address), pin, channel)
-        client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)
-        runtime.metrics.requests.labels(command=Action.REQUEST_UNLOCK, outcome="ok").inc()
 
-    after_ack(runtime, body, respond, open_modal)
+            def refuse() -> None:
+                state = str(address) if address else None
+                runtime.record_refusal("channel_not_allowed", actor=user, channel=channel, state=state, pin=pin)
+                raise BadInput(
+                    "Force-unlock requests are accepted only in the channels listed in TFLOCK_ALLOWED_CHANNELS "
+                    f"({', '.join(allowed)}); ask there."
+                )
 
-
-def _shown(value: str, runtime: Runtime) -> tuple[StateAddress, str | None]:
-    """A Request force-unlock button's value: a pinned lock's ID (the state is read from its record), or,
-    on messages posted before pins, the state and lock ID themselves."""
-    if looks_like_pin(value):
-        pin = LockPins(runtime.sessions, runtime.clock).find(value)
-        if pin is None:
-            raise BadInput("this button's value is not one tflock made; nothing was done")
-        return parse_address(pin.address, runtime.directory.backends.aliases), pin.id
-    address, _ = _pinned(value, runtime)
-    return address, None
+            after_ack(runtime, body, respond, refuse, runtime.clicks)
+            return
+        view = reason_modal(str(address) if address else None, channel, pin=pin, lock_id=lock_id)
+        modal_client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)
+    except Exception as error:
+        log_request(body, outcome_of(error), time.monotonic() - started)
+        runtime.notices.submit(partial(tell, error, body, respond, runtime))
+        return
+    runtime.metrics.requests.labels(command=Action.REQUEST_UNLOCK, outcome="ok").inc()
+    log_request(body, "ok", time.monotonic() - started)
 
 
 def _pinned(value: str, runtime: Runtime) -> tuple[StateAddress, str | None]:
@@ -130,6 +135,7 @@ def reason_submitted(
         return
 
     def submit() -> None:
+        started = time.monotonic()
         try:
             pinned = LockPins(runtime.sessions, runtime.clock).find(str(pin_id)) if pin_id else None
             if pin_id and pinned is None:
@@ -146,11 +152,15 @@ def reason_submitted(
                 pinned=pinned,
             )
             runtime.metrics.requests.labels(command=Callback.UNLOCK_REASON, outcome="ok").inc()
+            log_request(body, "ok", time.monotonic() - started)
         except Exception as error:  # a modal has no response_url: whisper in the channel instead
             tell(error, body, None, runtime)
+            log_request(body, outcome_of(error), time.monotonic() - started)
             messages.whisper(channel, user, user_message(error))
 
-    runtime.work.submit(submit)
+    if not runtime.clicks.submit(submit):
+        log_request(body, "busy", 0.0)
+        runtime.notices.submit(lambda: messages.whisper(channel, user, BUSY))
 
 
 def open_request(
@@ -198,7 +208,7 @@ def decision_clicked(
     people: People,
 ) -> None:
     ack()
-    after_ack(runtime, body, respond, lambda: decide(body, action, runtime, workflow, messages, people))
+    after_ack(runtime, body, respond, lambda: decide(body, action, runtime, workflow, messages, people), runtime.clicks)
 
 
 def decide(

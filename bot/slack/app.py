@@ -10,6 +10,7 @@ from typing import Any
 
 from slack_bolt import App, BoltContext
 from slack_sdk import WebClient
+from slack_sdk.http_retry import HttpRequest, HttpResponse, RetryState
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from bot.runtime import Runtime
@@ -35,11 +36,43 @@ class SlackBot:
     messages: ApprovalMessages
 
 
-def build_client(runtime: Runtime) -> WebClient:
+SLACK_TIMEOUT = 10  # seconds for any Web API call from a worker
+MODAL_TIMEOUT = 2  # views.open runs inside the listener: it must leave room for the 3 s ack
+MAX_RETRY_AFTER = 30.0  # seconds; a longer Retry-After fails the call (and the person is told) instead
+
+
+class RateLimitRetry(RateLimitErrorRetryHandler):
+    """slack_sdk's 429 handler (waits Retry-After, then tries again), but never for longer than `longest`:
+    a worker must not sleep for minutes because Slack asked it to."""
+
+    def __init__(self, max_retry_count: int, longest: float = MAX_RETRY_AFTER) -> None:
+        super().__init__(max_retry_count=max_retry_count)
+        self.longest = longest
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        wait = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
+        try:
+            return float(wait[0]) <= self.longest
+        except (TypeError, ValueError, IndexError):
+            return True  # no usable header: the parent waits about a second
+
+
+def build_client(runtime: Runtime, timeout: int = SLACK_TIMEOUT, *, rate_limit_retries: int = 3) -> WebClient:
+    """A Web API client whose every call has a timeout and honours 429 Retry-After (slack_sdk's handler)."""
     settings = runtime.settings
     token = settings.slack_bot_token.get_secret_value() if settings.slack_bot_token else None
-    client = WebClient(token=token, base_url=settings.slack_api_url, timeout=10)
-    client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
+    client = WebClient(token=token, base_url=settings.slack_api_url, timeout=timeout)
+    if rate_limit_retries:
+        client.retry_handlers.append(RateLimitRetry(max_retry_count=rate_limit_retries))
     return client
 
 
@@ -61,17 +94,29 @@ def build_bot(runtime: Runtime, client: WebClient | None = None) -> SlackBot:
     )
     messages = ApprovalMessages(client, workflow)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    # A modal must open while the click's trigger_id is valid (3 s): a short timeout and no 429 waits.
+    modal_client = build_client(runtime, MODAL_TIMEOUT, rate_limit_retries=0)
+    modal_client.token = client.token
+    modal_client.base_url = client.base_url
     app = App(
         name="tflock",
         client=client,
         signing_secret=secret,
+        # Slack may be unreachable at start: serve checks the token itself (bot/server.py) and stays up.
+        token_verification_enabled=False,
         # Listeners only ack and hand the slow part to the work pool, so they run in the request's own
         # thread: the ack goes out at once instead of at Bolt's next 10 ms poll of a listener thread.
         process_before_response=True,
         listener_executor=ThreadPoolExecutor(max_workers=LISTENER_THREADS, thread_name_prefix="tflock-listener"),
         logger=logging.getLogger("tflock.slack"),
     )
-    services = {"runtime": runtime, "people": people, "workflow": workflow, "messages": messages}
+    services = {
+        "runtime": runtime,
+        "people": people,
+        "workflow": workflow,
+        "messages": messages,
+        "modal_client": modal_client,
+    }
 
     def inject_services(context: BoltContext, next: Callable[[], Any]) -> Any:
         context.update(services)  # Bolt hands context keys to listeners as keyword arguments

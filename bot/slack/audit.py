@@ -6,8 +6,13 @@ with Slack's external upload API (files.getUploadURLExternal + files.completeUpl
 
 from __future__ import annotations
 
+import os
+import tempfile
+import urllib.error
+import urllib.request
 from dataclasses import dataclass
 from datetime import datetime
+from typing import BinaryIO
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -27,6 +32,31 @@ NOT_CONFIGURED = (
     "TFLOCK_AUDITORS (or TFLOCK_APPROVERS) to the Slack user IDs (U…) or user-group IDs (S…) who may read "
     "it, and restart the bot."
 )
+CSV_MAX_ROWS = 100_000  # beyond these a file in chat is the wrong tool: the CLI streams any number
+CSV_MAX_BYTES = 50_000_000
+UPLOAD_CHUNK = 64 * 1024
+
+
+def upload_file(client: WebClient, data: BinaryIO, *, channel: str, filename: str, title: str, comment: str) -> None:
+    """Slack's external upload (files.getUploadURLExternal, the bytes, files.completeUploadExternal), with
+    the bytes streamed from the open file; slack_sdk's files_upload_v2 would read the whole file into memory."""
+    length = data.seek(0, os.SEEK_END)
+    data.seek(0)
+    ticket = client.files_getUploadURLExternal(filename=filename, length=length)
+    request = urllib.request.Request(  # noqa: S310 (an https URL Slack just issued)
+        str(ticket["upload_url"]),
+        data=iter(lambda: data.read(UPLOAD_CHUNK), b""),
+        headers={"Content-Length": str(length), "Content-Type": "application/octet-stream"},
+        method="POST",
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=client.timeout, context=client.ssl) as answer:  # noqa: S310
+            answer.read()
+    except (urllib.error.URLError, OSError) as exc:
+        raise TflockError(f"the CSV file could not be sent to Slack ({exc})") from None
+    client.files_completeUploadExternal(
+        files=[{"id": str(ticket["file_id"]), "title": title}], channel_id=channel, initial_comment=comment
+    )
 
 
 class NotAnAuditor(TflockError):
@@ -85,18 +115,21 @@ def audit(runtime: Runtime, people: People, client: WebClient, *, user: str, cha
         )
     query = parse_audit(argument, runtime, runtime.clock())
     if query.csv:
-        data, count = export_csv(runtime.sessions, query.where)
         stamp = runtime.clock().strftime("%Y%m%dT%H%M%SZ")
-        try:
-            direct = client.conversations_open(users=user)["channel"]["id"]
-            client.files_upload_v2(
-                channel=direct,
-                content=data,
-                filename=f"tflock-audit-{stamp}.csv",
-                title=f"tflock audit trail ({count} events)",
-                initial_comment=f"The {count} audit events matching `{COMMAND} audit {argument}`.",
-            )
-        except SlackApiError as exc:
-            raise TflockError(f"Slack would not take the CSV file ({exc.response.get('error', 'error')}).") from None
+        with tempfile.TemporaryFile() as spool:  # on disk: memory stays flat however large the trail
+            count = export_csv(runtime.sessions, query.where, spool, max_rows=CSV_MAX_ROWS, max_bytes=CSV_MAX_BYTES)
+            try:
+                direct = client.conversations_open(users=user)["channel"]["id"]
+                upload_file(
+                    client,
+                    spool,
+                    channel=direct,
+                    filename=f"tflock-audit-{stamp}.csv",
+                    title=f"tflock audit trail ({count} events)",
+                    comment=f"The {count} audit events matching `{COMMAND} audit {argument}`.",
+                )
+            except SlackApiError as exc:
+                error = exc.response.get("error", "error")
+                raise TflockError(f"Slack would not take the CSV file ({error}).") from None
         return Message(f"Sent {count} matching events as a CSV file in a direct message.")
     return audit_message(summary(runtime.sessions, query.where, SUMMARY_EVENTS), argument)

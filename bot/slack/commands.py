@@ -18,11 +18,11 @@ from bot.locks.model import StateLock
 from bot.runtime import Runtime
 from bot.slack.actions import open_request
 from bot.slack.audit import audit
-from bot.slack.errors import after_ack
+from bot.slack.errors import BUSY, after_ack, log_request
 from bot.slack.ids import COMMAND
 from bot.slack.messages import ApprovalMessages
 from bot.slack.people import People
-from bot.slack.views import Message, help_message, list_message, status_message
+from bot.slack.views import Message, error_message, help_message, list_message, status_message
 from bot.unlock.pins import LockPins
 from bot.unlock.workflow import UnlockWorkflow
 
@@ -65,6 +65,7 @@ def tflock_command(
     if len(str(command.get("text") or "")) > MAX_COMMAND_TEXT:
         ack(**help_message(f"That command is {len(command['text']):,} characters long; nothing was done.").as_kwargs())
         _count(runtime, "unknown", "bad_input")
+        log_request({"command": COMMAND, "user_id": request.user_id}, "bad_input", time.monotonic() - started)
         return
     answers: dict[str, Callable[[], tuple[Message, bool]]] = {  # (answer, ephemeral?)
         "status": lambda: (status(request, runtime), False),
@@ -80,9 +81,18 @@ def tflock_command(
         if request.subcommand == "help":
             ack(**help_message().as_kwargs())
             _count(runtime, "help", "ok")
+            log_request(command, "ok", time.monotonic() - started)
         else:
             ack(**help_message(f"Unknown command “{request.subcommand[:40]}”.").as_kwargs())
+            log_request(command, "bad_input", time.monotonic() - started)
             _count(runtime, "unknown", "bad_input")
+        return
+    # A request is a click-like decision (it writes the request); the rest are look-ups.
+    pool = runtime.clicks if request.subcommand == "unlock" else runtime.lookups
+    if not pool.reserve():  # full: say so in the ack itself, at once, instead of answering minutes late
+        ack(**error_message(BUSY).as_kwargs())
+        _count(runtime, request.subcommand, "busy")
+        log_request(command, "busy", time.monotonic() - started)
         return
     ack()
 
@@ -92,7 +102,7 @@ def tflock_command(
         _count(runtime, request.subcommand, "ok")
         runtime.metrics.answer_seconds.labels(command=request.subcommand).observe(time.monotonic() - started)
 
-    after_ack(runtime, command, respond, answer)
+    after_ack(runtime, command, respond, answer, pool, reserved=True)
 
 
 def unlock(request: SlashCommand, workflow: UnlockWorkflow, messages: ApprovalMessages, people: People) -> Message:
@@ -116,7 +126,7 @@ def status(request: SlashCommand, runtime: Runtime) -> Message:
         channel=request.channel_id,
         state_address=facts.address,
         lock_id=facts.lock_id,
-        detail={"locked": facts.locked, "age_seconds": facts.age_seconds},
+        detail={"answer": facts.answer.value, "locked": facts.locked, "age_seconds": facts.age_seconds},
     )
     return status_message(facts, _pins(runtime, [lock]).get(facts.address))
 
@@ -135,7 +145,12 @@ def list_locks(request: SlashCommand, runtime: Runtime) -> Message:
         AuditAction.LIST,
         actor=request.user_id,
         channel=request.channel_id,
-        detail={"locks": len(facts), "stale_only": argument == "stale", "problems": len(problems)},
+        detail={
+            "locks": len(facts),
+            "stale_only": argument == "stale",
+            "problems": len(problems),
+            "complete": listing.complete,
+        },
     )
     stale = {f.address for f in facts if f.stale}
     pins = _pins(runtime, [lock for lock in listing.locks if str(lock.address) in stale])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -12,10 +13,13 @@ from slack_bolt import Respond
 
 from bot.db import DatabaseUnavailable
 from bot.errors import AwsAccessDenied, AwsFailure, BadInput, TflockError
+from bot.locks.facts import printable
 from bot.runtime import Runtime
 from bot.slack.views import error_message
+from bot.work import WorkPool
 
 log = logging.getLogger(__name__)
+activity = logging.getLogger("tflock.activity")
 
 
 def request_label(body: dict[str, Any]) -> str:
@@ -55,18 +59,83 @@ def errors_told(body: dict[str, Any], respond: Respond | None, runtime: Runtime)
         tell(error, body, respond, runtime)
 
 
-def after_ack(runtime: Runtime, body: dict[str, Any], respond: Respond | None, work: Callable[[], None]) -> None:
-    """Run a listener's slow part on the work pool, errors told to the person.
+BUSY = "tflock is busy, try again in a moment."
 
-    Bolt sends the ack only once a listener thread has called ack(); keeping AWS and Slack calls off
-    those threads means a slow or hung AWS never delays the acks of other commands.
+
+def after_ack(
+    runtime: Runtime,
+    body: dict[str, Any],
+    respond: Respond | None,
+    work: Callable[[], None],
+    pool: WorkPool | None = None,
+    *,
+    reserved: bool = False,
+) -> bool:
+    """Run a listener's slow part on a work pool (look-ups unless told otherwise), errors told to the person.
+
+    Bolt sends the ack only once the listener returns; keeping AWS and Slack calls off the request
+    threads means a slow or hung AWS never delays the acks of other commands. `reserved`: the caller
+    already took the pool's place (to answer "busy" in its ack). Returns False when the pool was full,
+    after telling the person so.
     """
+    pool = pool or runtime.lookups
+    if not reserved and not pool.reserve():
+        tell_busy(runtime, body, respond)
+        log_request(body, "busy", 0.0)
+        return False
+    started = time.monotonic()
 
     def run() -> None:
-        with errors_told(body, respond, runtime):
+        outcome = "ok"
+        try:
             work()
+        except Exception as error:
+            outcome = outcome_of(error)
+            tell(error, body, respond, runtime)
+        finally:
+            log_request(body, outcome, time.monotonic() - started)
 
-    runtime.work.submit(run)
+    pool.run_reserved(run)
+    return True
+
+
+def tell_busy(runtime: Runtime, body: dict[str, Any], respond: Respond | None) -> None:
+    """Say "busy" to the clicker alone, from the small notices pool (never from the request thread)."""
+    runtime.metrics.requests.labels(command=request_label(body), outcome="busy").inc()
+    if respond is not None:
+        runtime.notices.submit(
+            lambda: respond(response_type="ephemeral", replace_original=False, **error_message(BUSY).as_kwargs())
+        )
+
+
+def log_request(body: dict[str, Any], outcome: str, seconds: float) -> None:
+    """One line per command and click: who, what, on which state, how it ended, how long it took.
+    Never a token or a request body."""
+    user = str((body.get("user") or {}).get("id") or body.get("user_id") or "")[:32]
+    if body.get("command"):
+        words = str(body.get("text") or "").split()
+        kind, state = "command", printable(words[1][:300]) if len(words) > 1 else None
+    else:
+        kind, state = "click", None
+    activity.info(
+        "%s %s by %s%s: %s in %.3fs",
+        kind,
+        request_label(body),
+        user or "?",
+        f" on {state}" if state else "",
+        outcome,
+        seconds,
+        extra={
+            "event": {
+                "kind": kind,
+                "command": request_label(body),
+                "user": user,
+                "state": state,
+                "outcome": outcome,
+                "duration_ms": round(seconds * 1000, 1),
+            }
+        },
+    )
 
 
 def user_message(error: Exception) -> str:

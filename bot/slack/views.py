@@ -30,7 +30,7 @@ from bot.audit.query import note
 from bot.durations import format_age
 from bot.locks.facts import LockFacts, printable
 from bot.locks.lockinfo import LockInfoError, parse_lock_info
-from bot.locks.model import Store
+from bot.locks.model import Answer, Store
 from bot.slack.ids import COMMAND, Action, Callback
 from bot.slack.ids import Block as BlockId
 from bot.slack.ids import Field as FieldId
@@ -39,6 +39,7 @@ from bot.unlock.policy import MAX_REASON_CHARS
 
 MAX_LISTED = 40  # Slack allows 50 blocks a message; the rest is summarised
 MAX_TEXT = 2900  # section text limit is 3000
+_STORE_WORDS = {Store.TABLE.value: "DynamoDB table", Store.LOCKFILE.value: "S3 lock file"}
 
 
 @dataclass(frozen=True)
@@ -80,11 +81,22 @@ def request_unlock_button(pin: str) -> ButtonElement:
 
 def status_message(facts: LockFacts, pin: str | None = None) -> Message:
     """The in-channel answer to `/tflock status`; the button only when the lock could be pinned."""
-    if not facts.locked:
-        lines = [f":unlock: {code(facts.address)} is not locked."]
+    if facts.answer is Answer.UNKNOWN:
+        lines = [f":grey_question: *Could not tell whether* {code(facts.address)} *is locked.*"]
+        lines += [f"• {escape(u)}" for u in facts.unchecked]
+        lines += [f"• {escape(_STORE_WORDS[c.store])} checked: not locked there" for c in facts.checked if c.ok]
+        lines.append("Treat it as possibly locked; try again, or ask an operator to fix what is named above.")
+        return Message(
+            escape(f"{facts.address}: unknown — could not check every store"),
+            (SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines)))),),
+        )
+    if facts.answer is Answer.NOT_HELD:
+        checked = " and ".join(_STORE_WORDS[c.store] for c in facts.checked)
+        lines = [f":unlock: {code(facts.address)} is not locked (checked: {escape(checked)})."]
         lines += [f":information_source: {escape(p)}" for p in facts.problems]
         return Message(
-            escape(f"{facts.address} is not locked"), (SectionBlock(text=MarkdownTextObject(text="\n".join(lines))),)
+            escape(f"{facts.address} is not locked"),
+            (SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines)))),),
         )
     emoji = ":warning:" if facts.stale else ":hourglass_flowing_sand:"
     fields = [
@@ -123,9 +135,13 @@ def list_message(
 ) -> Message:
     """The in-channel answer to `/tflock list [stale]`: every held lock, oldest first; `pins` by address."""
     what = "stale locks" if stale_only else "locks held"
-    if not all_facts:
-        text = f":white_check_mark: No {what}."
+    if not all_facts and problems:  # never "no locks" when something was not checked
+        found = "stale locks" if stale_only else "locks"
+        text = f":grey_question: No {found} found in what could be checked — this list is partial."
         blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=text))]
+    elif not all_facts:
+        text = f":white_check_mark: No {what}."
+        blocks = [SectionBlock(text=MarkdownTextObject(text=text))]
     else:
         stale_count = sum(1 for f in all_facts if f.stale)
         header = f"{len(all_facts)} {what}" + ("" if stale_only else f", {stale_count} probably stale")
@@ -154,11 +170,11 @@ def list_message(
         text = header
     if problems:
         blocks.append(DividerBlock())
-        listed = "\n".join(f"• {escape(p)}" for p in problems[:5])
-        blocks.append(
-            SectionBlock(text=MarkdownTextObject(text=_clip(f":rotating_light: Not everything was checked:\n{listed}")))
-        )
-        text += " (some backends could not be checked)"
+        listed = "\n".join(f"• could not check {escape(p)}" for p in problems[:5])
+        rest = f"\n…and {len(problems) - 5} more" if len(problems) > 5 else ""
+        partial = f":rotating_light: *Partial list* — not everything was checked:\n{listed}{rest}"
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(partial))))
+        text += " (partial: some stores could not be checked)"
     return Message(text, tuple(blocks))
 
 
@@ -283,9 +299,13 @@ def decision_reply(request: RequestView, actor: str | None, action: str) -> str:
     return f"{final}{by}.{outcome}"
 
 
-def reason_modal(address: str, pin: str | None, channel: str | None) -> View:
-    """Asks for the reason when someone clicks Request force-unlock; the pinned lock's short ID travels in
-    private_metadata (the address itself could exceed its 3,000 characters)."""
+def reason_modal(
+    address: str | None, channel: str | None, *, pin: str | None = None, lock_id: str | None = None
+) -> View:
+    """Asks for the reason when someone clicks Request force-unlock. The pinned lock's short ID travels in
+    private_metadata (the address itself could exceed its 3,000 characters); a button from before pins
+    gives the address and lock ID instead."""
+    what = f"the lock on {code(address)}" if address else "the lock you were shown"
     return View(
         type="modal",
         callback_id=Callback.UNLOCK_REASON,
@@ -293,14 +313,14 @@ def reason_modal(address: str, pin: str | None, channel: str | None) -> View:
         submit=PlainTextObject(text="Request"),
         close=PlainTextObject(text="Cancel"),
         private_metadata=json.dumps(
-            {"pin": pin, "channel": channel} if pin else {"address": address, "channel": channel}
+            {"pin": pin, "channel": channel} if pin else {"address": address, "lock": lock_id, "channel": channel}
         ),
         blocks=[
             SectionBlock(
                 text=MarkdownTextObject(
                     text=_clip(
-                        f"Ask for the lock on {code(address)} to be released. A second person must approve, "
-                        "and only the lock you were shown will be deleted."
+                        f"Ask for {what} to be released. A second person must approve, and only the lock "
+                        "you were shown will be deleted."
                     )
                 )
             ),

@@ -1,4 +1,4 @@
-"""Who may do what with a force-unlock request (SPEC §5, two-person rule), and the refusals people are told."""
+"""Who may do what with a force-unlock request (docs/design.md §8), and the refusals people are told."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ class RefusalCode(StrEnum):
     MISSING_REASON = "missing_reason"
     REASON_TOO_LONG = "reason_too_long"
     NOT_LOCKED = "not_locked"
+    LOCK_UNKNOWN = "lock_unknown"
     STORES_DISAGREE = "stores_disagree"
     ALREADY_REQUESTED = "already_requested"
     LOCK_CHANGED = "lock_changed"

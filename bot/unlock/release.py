@@ -1,4 +1,4 @@
-"""Releasing exactly the lock a request was approved for, and nothing else (SPEC §5 step 3).
+"""Releasing exactly the lock a request was approved for, and nothing else (docs/design.md §8, step 3).
 
 `compare` decides from a fresh read whether the lock is still the one that was seen; `delete_seen`
 then deletes it with compare-and-delete in each store that holds it — the lock file first, as
@@ -62,7 +62,7 @@ def compare(seen: Seen, lock: StateLock) -> Comparison:
         if then and store not in lock.checked
     ]
     if unread:
-        reasons = "; ".join(lock.warnings) or "it was not read"
+        reasons = "; ".join([str(u) for u in lock.unchecked] + list(lock.warnings)) or "it was not read"
         return Comparison(
             Finding.UNCHECKED, f"{' and '.join(unread)} could not be read now ({reasons}); nothing was deleted"
         )

@@ -1,4 +1,4 @@
-"""The two-person force-unlock as a state machine over the database (SPEC §5).
+"""The two-person force-unlock as a state machine over the database (docs/design.md §8).
 
     pending ─approve × N─▶ approved ─▶ executing ─▶ executed | superseded | already_released | failed
        │                      └─▶ superseded | already_released | failed    (lock changed or gone: no attempt)
@@ -40,7 +40,7 @@ from bot.locks.address import LockIdRef, StateAddress, parse_state
 from bot.locks.directory import LockDirectory
 from bot.locks.facts import printable
 from bot.locks.lockinfo import raw_digest
-from bot.locks.model import StateLock, Store
+from bot.locks.model import Answer, StateLock, Store
 from bot.unlock.models import Approval, Pin, RequestView, Status, UnlockRequest
 from bot.unlock.policy import (
     BotCheck,
@@ -616,6 +616,13 @@ class UnlockWorkflow:
 
 def _seen_now(lock: StateLock) -> Seen:
     """What a new request records, or a refusal when there is nothing (or nothing single) to release."""
+    if lock.answer is Answer.UNKNOWN:
+        missed = "; ".join(str(u) for u in lock.unchecked)
+        raise Refused(
+            RefusalCode.LOCK_UNKNOWN,
+            f"tflock could not tell whether {lock.address} is locked ({missed}), so there is no lock it can "
+            "promise to release. Try again once that is fixed.",
+        )
     if not lock.held:
         raise Refused(RefusalCode.NOT_LOCKED, f"{lock.address} is not locked; there is nothing to unlock.")
     raws = {snapshot.raw_info for snapshot in lock.snapshots}

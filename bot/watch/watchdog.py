@@ -35,7 +35,7 @@ from bot.locks.address import StateAddress
 from bot.locks.directory import BackendProblem, LockDirectory
 from bot.locks.facts import LockFacts, lock_facts
 from bot.locks.lockinfo import raw_digest
-from bot.locks.model import StateLock
+from bot.locks.model import Answer, StateLock
 from bot.metrics import Metrics
 from bot.unlock.models import Approval, RequestView, Status, UnlockRequest
 from bot.watch.models import BACKEND_CHARS, LEASE_OWNER_CHARS, WatchAlert
@@ -332,6 +332,13 @@ class Watchdog:
             lock = self.directory.read(StateAddress(bucket, key))
         except TflockError as exc:
             log.warning("cannot tell whether %s is still locked, asking again next scan: %s", alert.address, exc)
+            return True
+        if lock.answer is Answer.UNKNOWN:  # a store that may hold it was not read: not "gone"
+            log.warning(
+                "cannot tell whether %s is still locked, asking again next scan: %s",
+                alert.address,
+                "; ".join(str(u) for u in lock.unchecked),
+            )
             return True
         return lock.held and lock_key(lock) == alert.lock_key
 

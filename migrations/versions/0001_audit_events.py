@@ -1,4 +1,4 @@
-"""The append-only audit trail (SPEC §6), with room for the hash chain and the indexes managers query by.
+"""The append-only audit trail (docs/design.md §10), with room for the hash chain and the indexes managers query by.
 
 Revision ID: 0001
 Revises:

@@ -24,6 +24,7 @@ from bot.audit.query import (
     COLUMNS,
     FORMULA_STARTS,
     AuditFilter,
+    ExportTooLarge,
     as_row,
     export_csv,
     parse_action,
@@ -216,9 +217,18 @@ def test_table_is_for_people(trail: list[AuditRecord]) -> None:
 
 
 def test_slack_csv_file(sessions: sessionmaker[Session], trail: list[AuditRecord]) -> None:
-    data, count = export_csv(sessions, AuditFilter(state=STAGING))
+    out = io.BytesIO()
+    count = export_csv(sessions, AuditFilter(state=STAGING), out, max_rows=10, max_bytes=10_000)
     assert count == 2
-    assert data == written([trail[3], trail[4]], "csv")[0].encode("utf-8")
+    assert out.getvalue() == written([trail[3], trail[4]], "csv")[0].encode("utf-8")
+
+
+def test_slack_csv_file_has_a_cap_that_points_at_the_cli(
+    sessions: sessionmaker[Session], trail: list[AuditRecord]
+) -> None:
+    with pytest.raises(ExportTooLarge, match="tflock-bot audit query --format csv"):
+        export_csv(sessions, AuditFilter(), io.BytesIO(), max_rows=len(trail) - 1, max_bytes=10_000_000)
+    assert export_csv(sessions, AuditFilter(), io.BytesIO(), max_rows=len(trail), max_bytes=10_000_000) == len(trail)
 
 
 def test_an_export_in_progress_does_not_hold_up_the_bot(
@@ -301,7 +311,9 @@ def test_the_slack_csv_is_spreadsheet_safe_and_the_cli_csv_canonical(sessions: s
             record_event(
                 session, AuditAction.STATUS, at=NOW, actor="UALICE", state_address=f"{PROD}{n}", lock_id=lock_id
             )
-    slack_rows = list(csv.DictReader(io.StringIO(export_csv(sessions, AuditFilter())[0].decode("utf-8"))))
+    out = io.BytesIO()
+    export_csv(sessions, AuditFilter(), out, max_rows=100, max_bytes=1_000_000)
+    slack_rows = list(csv.DictReader(io.StringIO(out.getvalue().decode("utf-8"))))
     assert [row["lock_id"] for row in slack_rows] == ["'" + lock_id for lock_id in hostile]
     assert all(not cell.startswith(FORMULA_STARTS) for row in slack_rows for cell in row.values())
     assert slack_rows[0]["state_address"] == f"{PROD}0"  # everything else as it was

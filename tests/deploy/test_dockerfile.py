@@ -1,11 +1,14 @@
 """The Dockerfile: hadolint, the hardening the chart relies on, and the wheel it installs, built and run.
 
-No container engine runs here, so the image itself is not built; instead the wheel is built from exactly
-what the builder stage copies, installed into a clean virtualenv and run; the migrations ship inside it.
+No container engine runs here, so the image itself is not built; instead the builder stage's own RUN
+commands run against exactly what it copies from a fresh clone: the locked dependencies installed with
+hashes required, then the wheel with --no-deps, into a clean virtualenv that is then run; the migrations
+ship inside it. Those tests are `slow` (a real pip install, ~40 s).
 """
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import re
@@ -182,43 +185,63 @@ class CleanInstall:
         )
 
 
+def builder_commands(venv: Path, wheels: Path) -> list[list[str]]:
+    """The builder stage's RUN commands, split at `&&`, as they run here: /opt/tflock is `venv`, /wheels is
+    `wheels`, and `python`/`pip` are this interpreter (the image's is the same minor version)."""
+    _, stages = parse_dockerfile()
+    commands = []
+    for run in stages[0].all("RUN"):
+        for part in run.split("&&"):
+            words = [w.replace(VENV_ROOT, str(venv)).replace("/wheels", str(wheels)) for w in shlex.split(part)]
+            if words[0] == "python":
+                words[0] = sys.executable
+            elif words[0] == "pip":
+                words[:1] = [sys.executable, "-m", "pip"]
+            commands.append(words)
+    return commands
+
+
+def test_builder_installs_only_locked_files_with_hashes() -> None:
+    installs = [c for c in builder_commands(Path(VENV_ROOT), Path("/wheels")) if "install" in c]
+    locked, wheel = installs
+    assert "--require-hashes" in locked and "requirements/runtime.txt" in locked, locked
+    assert "--only-binary=:all:" in locked, "sdists would need a compiler and run code at install time"
+    assert {"--no-deps", "--no-index"} <= set(wheel), "tflock's own wheel must not pull anything unlocked"
+    wheel_build = next(c for c in builder_commands(Path(VENV_ROOT), Path("/wheels")) if "wheel" in c)
+    assert "--no-deps" in wheel_build
+
+
 @pytest.fixture(scope="module")
 def clean_install(tmp_path_factory: pytest.TempPathFactory) -> CleanInstall:
-    """The builder stage (wheel from the COPYed files, clean virtualenv) and the runtime's migration layout."""
+    """The builder stage run for real from what a fresh clone has: the files it COPYs (each tracked by git),
+    its RUN commands — the locked install with hashes required, then the wheel with --no-deps — and the
+    runtime's layout."""
     work = tmp_path_factory.mktemp("image")
     context = work / "src"
     context.mkdir()
     builder_sources = [src for stage, src in copy_sources() if stage == 0]
+    tracked = subprocess.run(
+        ["git", "ls-files", "--error-unmatch", *builder_sources], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert tracked.returncode == 0, f"a fresh clone lacks what the image is built from: {tracked.stderr}"
     for source in builder_sources:
         origin = ROOT / source
+        (context / source).parent.mkdir(parents=True, exist_ok=True)
         if origin.is_dir():
             shutil.copytree(origin, context / source, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
         else:
             shutil.copy2(origin, context / source)
     wheels = work / "wheels"
-    pip_env = {k: v for k, v in os.environ.items() if not k.startswith(("TFLOCK_", "SLACK_", "AWS_"))}
-    build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", str(wheels), str(context)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=pip_env,
-        timeout=300,
-    )
-    assert build.returncode == 0, build.stdout + build.stderr
-    (wheel,) = wheels.glob("tflock-*.whl")
-
     venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    install = subprocess.run(
-        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
-        capture_output=True,
-        text=True,
-        check=False,
-        env=pip_env,
-        timeout=600,
-    )
-    assert install.returncode == 0, install.stdout + install.stderr
+    pip_env = {k: v for k, v in os.environ.items() if not k.startswith(("TFLOCK_", "SLACK_", "AWS_", "PYTHON"))}
+    pip_env["PIP_NO_CACHE_DIR"] = "1"  # as the image: every file downloaded and checked against its hash
+    for words in builder_commands(venv, wheels):
+        command = [match for word in words for match in (sorted(glob.glob(word)) if "*" in word else [word])]
+        step = subprocess.run(
+            command, cwd=context, capture_output=True, text=True, check=False, env=pip_env, timeout=600
+        )
+        assert step.returncode == 0, f"{shlex.join(command)}\n{step.stdout}{step.stderr}"
+    assert len(list(wheels.glob("tflock-*.whl"))) == 1
 
     app = work / "app"  # the runtime stage's WORKDIR: nothing is copied there
     app.mkdir()
@@ -227,6 +250,8 @@ def clean_install(tmp_path_factory: pytest.TempPathFactory) -> CleanInstall:
     return CleanInstall(venv=venv, app=app, cwd=cwd)
 
 
+@pytest.mark.slow
+@pytest.mark.image
 def test_clean_virtualenv_has_only_the_wheel_and_its_dependencies(clean_install: CleanInstall) -> None:
     config = (clean_install.venv / "pyvenv.cfg").read_text(encoding="utf-8")
     assert "include-system-site-packages = false" in config
@@ -236,6 +261,8 @@ def test_clean_virtualenv_has_only_the_wheel_and_its_dependencies(clean_install:
     assert where.stdout.startswith(str(clean_install.venv)), "bot must come from the wheel, not the work tree"
 
 
+@pytest.mark.slow
+@pytest.mark.image
 def test_wheel_runs_tflock_bot_help(clean_install: CleanInstall) -> None:
     result = clean_install.run("tflock-bot", "--help")
     assert result.returncode == 0, result.stderr
@@ -244,6 +271,8 @@ def test_wheel_runs_tflock_bot_help(clean_install: CleanInstall) -> None:
         assert command in result.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.image
 def test_migrations_run_from_the_wheel_without_writing_outside_tmp(clean_install: CleanInstall, tmp_path: Path) -> None:
     """The wheel carries the migrations (bot.migrations), and `db upgrade` applies them from there."""
     located = clean_install.run("python", "-c", "from bot.db import MIGRATIONS; print(MIGRATIONS)")

@@ -38,7 +38,7 @@ REQUESTS: dict[str, tuple[str, dict[str, list[str]]]] = {
     "s3:ListAllMyBuckets": ("*", {}),
     "sts:AssumeRole": ("arn:aws:iam::210987654321:role/tflock", {}),
 }
-# Written by the force-unlock workflow (SPEC §5: compare-and-delete); granted whether or not it has landed.
+# Written by the force-unlock workflow (docs/design.md §8: compare-and-delete); granted whether or not it has landed.
 RELEASE_ACTIONS = {"dynamodb:DeleteItem", "s3:DeleteObject"}
 
 

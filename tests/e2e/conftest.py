@@ -23,7 +23,7 @@ import pytest
 from tests.conftest import BUCKET, REGION, TABLE, Aws
 from tests.terraform import TerraformBackend, create_bucket, create_table
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 
 def free_port() -> int:

@@ -15,7 +15,7 @@ from tests.e2e.conftest import MotoServer, run_cli, start_bot
 from tests.fakeslack import FakeSlack, block_actions_body, sign, slash_command_body
 from tests.terraform import TerraformBackend, ago
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SECRET = "audit-e2e-secret"
 KEY = "network/terraform.tfstate"
 ALICE, BOB, AUDREY, MALLORY = "U0ALICE01", "U0BOB0001", "U0AUDREY1", "U0MALLORY"

@@ -8,7 +8,7 @@ from tests.conftest import BUCKET, TABLE, Aws
 from tests.e2e.conftest import run_cli
 from tests.terraform import TerraformBackend, ago
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 KEY = "network/terraform.tfstate"
 ENV = {"TFLOCK_DYNAMODB_TABLE": TABLE, "TFLOCK_S3_BUCKETS": BUCKET}
 
@@ -50,9 +50,44 @@ def test_status_json_by_s3_url_workspace_and_lock_id(remote_tf: TerraformBackend
 def test_not_locked_and_digest_only(remote_tf: TerraformBackend) -> None:
     remote_tf.write_state(KEY, b'{"version": 4}')
     result = run_cli("status", f"{BUCKET}/{KEY}", env=ENV)
-    assert (result.returncode, result.stdout.strip()) == (0, f"{BUCKET}/{KEY}: not locked")
+    assert result.returncode == 0
+    assert result.stdout.splitlines() == [
+        f"{BUCKET}/{KEY}: not locked",
+        "  checked: DynamoDB table, S3 lock file",
+    ]
     listed = run_cli("list", "--json", env=ENV)
-    assert listed.returncode == 0 and listed.json() == {"locks": [], "problems": []}
+    assert listed.returncode == 0 and listed.json() == {"complete": True, "locks": [], "problems": []}
+
+
+def test_no_table_configured_is_unknown_never_not_locked(remote_aws: Aws) -> None:
+    """The issue's first report: TFLOCK_DYNAMODB_TABLE unset while the table holds a 3-hour lock."""
+    TerraformBackend(remote_aws.s3, remote_aws.dynamodb, BUCKET, TABLE).lock(KEY, created=ago(hours=3))
+    env = {"TFLOCK_S3_BUCKETS": BUCKET}
+    result = run_cli("status", f"{BUCKET}/{KEY}", env=env)
+    assert result.returncode == 1
+    assert f"{KEY}: not locked" not in result.stdout
+    assert result.stdout.startswith(f"{BUCKET}/{KEY}: unknown")
+    assert "DynamoDB not checked: no table configured for this backend (TFLOCK_DYNAMODB_TABLE" in result.stdout
+    document = run_cli("status", f"{BUCKET}/{KEY}", "--json", env=env).json()
+    assert document["answer"] == "unknown" and document["locked"] is None
+    assert document["checked"][0]["store"] == "s3" and document["checked"][0]["ok"] is True
+    assert document["checked"][1]["store"] == "dynamodb" and document["checked"][1]["ok"] is False
+
+
+def test_aws_endpoint_down_is_unknown_and_a_partial_list(remote_tf: TerraformBackend) -> None:
+    from tests.e2e.conftest import free_port
+
+    env = {**ENV, "AWS_ENDPOINT_URL": f"http://127.0.0.1:{free_port()}", "TFLOCK_AWS_CONNECT_TIMEOUT": "1s"}
+    result = run_cli("status", f"{BUCKET}/{KEY}", "--json", env=env)
+    assert result.returncode == 1, result.stderr
+    document = result.json()
+    assert document["answer"] == "unknown"
+    assert [c["ok"] for c in document["checked"]] == [False, False]
+    assert all("could not reach AWS" in c["error"] for c in document["checked"])
+    listed = run_cli("list", env=env)
+    assert listed.returncode == 1
+    assert "No locks held." not in listed.stdout
+    assert "partial" in listed.stdout and "could not check backend default" in listed.stderr
 
 
 def test_list_and_list_stale(remote_tf: TerraformBackend, remote_aws: Aws) -> None:
@@ -117,6 +152,6 @@ def test_malformed_info_is_shown_raw(remote_tf: TerraformBackend, remote_aws: Aw
 
 def test_missing_table_is_an_operation_failure(remote_aws: Aws) -> None:
     result = run_cli("status", f"{BUCKET}/{KEY}", env={**ENV, "TFLOCK_DYNAMODB_TABLE": "no-such-table"})
-    assert result.returncode == 1
-    assert "table no-such-table does not exist" in result.stderr
+    assert result.returncode == 1  # unknown: the table could not be read
+    assert "DynamoDB not checked: table no-such-table does not exist" in result.stdout
     assert "Traceback" not in result.stderr

@@ -16,7 +16,7 @@ from tests.e2e.conftest import BotProcess, MotoServer, start_bot
 from tests.fakeslack import FakeSlack, block_actions_body, sign, slash_command_body
 from tests.terraform import TerraformBackend, ago, create_bucket, create_table
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SECRET = "e2e-signing-secret"
 KEY = "network/terraform.tfstate"
 

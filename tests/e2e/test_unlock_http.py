@@ -21,7 +21,7 @@ from tests.e2e.conftest import BotProcess, MotoServer, start_bot
 from tests.fakeslack import FakeSlack, block_actions_body, sign, slash_command_body
 from tests.terraform import TerraformBackend, ago
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 SECRET = "unlock-e2e-secret"
 KEY = "network/terraform.tfstate"
 ALICE, BOB, CAROL = "U0ALICE01", "U0BOB0001", "U0CAROL01"

@@ -21,7 +21,7 @@ from tests.fakeslack import FakeSlack, block_actions_body, sign
 from tests.pins import pin_of
 from tests.terraform import TerraformBackend, ago
 
-pytestmark = [pytest.mark.e2e, pytest.mark.postgres]
+pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
 SECRET = "e2e-watch-secret"
 WATCH = "C0WATCH001"
 KEY = "network/terraform.tfstate"

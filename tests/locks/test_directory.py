@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from bot.errors import AwsAccessDenied, BadInput, LockNotFound
+from bot.errors import BadInput, LockNotFound
 from bot.locks.address import StateAddress
 from bot.locks.backends import load_backends
 from bot.locks.directory import LockDirectory
 from bot.locks.facts import lock_facts
-from bot.locks.model import Store
+from bot.locks.model import Answer, Store
 from bot.settings import load_settings
 from tests.awsfaults import inject_error
 from tests.conftest import BUCKET, TABLE, Aws
@@ -183,9 +183,13 @@ def test_unknown_bucket_is_bad_input(aws: Aws, monkeypatch: pytest.MonkeyPatch) 
 def test_access_denied_names_permission_and_resource(tf: TerraformBackend, directory: LockDirectory) -> None:
     client = directory.backends.backends[0].clients.client("dynamodb")
     inject_error(client, "GetItem", "AccessDeniedException")
-    with pytest.raises(AwsAccessDenied) as caught:
-        directory.status(f"{BUCKET}/{KEY}")
-    assert str(caught.value) == f"AWS denied dynamodb:GetItem on table {TABLE}: grant it to the bot's role"
+    state = directory.status(f"{BUCKET}/{KEY}")
+    # Not "not locked": the table could not be read, so the answer is unknown, and says why.
+    assert state.answer is Answer.UNKNOWN
+    assert [str(u) for u in state.unchecked] == [
+        f"DynamoDB not checked: AWS denied dynamodb:GetItem on table {TABLE}: grant it to the bot's role"
+    ]
+    assert state.checked == (Store.LOCKFILE,)
 
 
 def test_lockfile_denied_in_auto_mode_falls_back_to_table(tf: TerraformBackend, directory: LockDirectory) -> None:
@@ -193,8 +197,16 @@ def test_lockfile_denied_in_auto_mode_falls_back_to_table(tf: TerraformBackend, 
     inject_error(directory.backends.backends[0].clients.client("s3"), "GetObject", "AccessDenied", status=403)
     state = directory.status(f"{BUCKET}/{KEY}")
     assert state.info is not None and state.info.id == lock.id
+    assert state.answer is Answer.HELD  # held is certain even though the lock file was not read
     assert state.checked == (Store.TABLE,)
-    assert "s3:GetObject" in state.warnings[0]
+    assert "lock file not checked: AWS denied s3:GetObject" in str(state.unchecked[0])
+
+
+def test_lockfile_denied_and_table_empty_is_unknown(tf: TerraformBackend, directory: LockDirectory) -> None:
+    inject_error(directory.backends.backends[0].clients.client("s3"), "GetObject", "AccessDenied", status=403)
+    state = directory.status(f"{BUCKET}/{KEY}")
+    assert state.answer is Answer.UNKNOWN
+    assert state.checked == (Store.TABLE,)
 
 
 def test_throttling_is_retried(tf: TerraformBackend, directory: LockDirectory) -> None:
@@ -257,8 +269,9 @@ def test_assume_role_denied_names_the_role(
     backend = directory.backends.backends[0]
     backend.clients.client("dynamodb")  # builds the session, whose STS client we can reach
     inject_error(backend.clients.sts, "AssumeRole", "AccessDenied", status=403)
-    with pytest.raises(AwsAccessDenied, match=f"sts:AssumeRole on role {role}"):
-        directory.status(f"{BUCKET}/{KEY}")
+    state = directory.status(f"{BUCKET}/{KEY}")
+    assert state.answer is Answer.UNKNOWN
+    assert f"sts:AssumeRole on role {role}" in str(state.unchecked[0])
 
 
 def test_created_in_the_future_is_flagged(tf: TerraformBackend, directory: LockDirectory) -> None:
@@ -266,3 +279,50 @@ def test_created_in_the_future_is_flagged(tf: TerraformBackend, directory: LockD
     facts = lock_facts(directory.status(f"{BUCKET}/{KEY}"), datetime.now(UTC), timedelta(hours=2))
     assert facts.age == "0s"
     assert "clock is ahead" in facts.problems[0]
+
+
+# -- three answers: held, not held, unknown ------------------------------------------------------
+def test_no_table_configured_is_unknown_not_unlocked(tf: TerraformBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The table holds a 3-hour lock but TFLOCK_DYNAMODB_TABLE is unset: never "not locked"."""
+    tf.lock(KEY, created=ago(hours=3))
+    monkeypatch.setenv("TFLOCK_S3_BUCKETS", BUCKET)
+    state = LockDirectory(load_backends(load_settings())).status(f"{BUCKET}/{KEY}")
+    assert state.answer is Answer.UNKNOWN
+    assert state.checked == (Store.LOCKFILE,)
+    assert str(state.unchecked[0]).startswith("DynamoDB not checked: no table configured for this backend")
+    assert "TFLOCK_DYNAMODB_TABLE" in str(state.unchecked[0])
+    facts = lock_facts(state, datetime.now(UTC), timedelta(hours=2))
+    assert facts.as_json()["answer"] == "unknown" and facts.as_json()["locked"] is None
+    assert {"store": "dynamodb", "ok": False, "error": state.unchecked[0].reason} in facts.as_json()["checked"]
+
+
+def test_lock_files_only_backend_can_say_not_held(tf_file: TerraformBackend, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TFLOCK_S3_LOCKFILE", "on")
+    state = LockDirectory(load_backends(load_settings())).status(f"{BUCKET}/{KEY}")
+    assert state.answer is Answer.NOT_HELD and state.checked == (Store.LOCKFILE,) and not state.unchecked
+
+
+def test_not_held_only_when_every_store_was_read(tf: TerraformBackend, directory: LockDirectory) -> None:
+    state = directory.status(f"{BUCKET}/{KEY}")
+    assert state.answer is Answer.NOT_HELD
+    assert set(state.checked) == {Store.TABLE, Store.LOCKFILE}
+    facts = lock_facts(state, datetime.now(UTC), timedelta(hours=2)).as_json()
+    assert facts["checked"] == [
+        {"store": "dynamodb", "ok": True, "error": None},
+        {"store": "s3", "ok": True, "error": None},
+    ]
+
+
+def test_list_with_a_failing_backend_is_partial(tf: TerraformBackend, directory: LockDirectory) -> None:
+    inject_error(directory.backends.backends[0].clients.client("dynamodb"), "Scan", "InternalServerError", times=10)
+    listing = directory.list_locks()
+    assert not listing.complete
+    assert listing.failures and "Scan" in listing.failures[0].message
+
+
+def test_lock_id_search_that_could_not_search_everything_says_so(
+    tf: TerraformBackend, directory: LockDirectory
+) -> None:
+    inject_error(directory.backends.backends[0].clients.client("dynamodb"), "Scan", "AccessDeniedException")
+    with pytest.raises(LockNotFound, match="not everything could be searched"):
+        directory.status("3f8a1c2e-5b7d-9e04-6a1f-c2d3e4f5a6b7")

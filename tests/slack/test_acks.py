@@ -8,7 +8,7 @@ from typing import Any
 
 from slack_bolt import BoltRequest
 
-from bot.runtime import WORK_THREADS
+from bot.runtime import LOOKUP_THREADS
 from bot.slack.app import LISTENER_THREADS, SlackBot
 from tests.fakeslack import FakeSlack
 
@@ -36,14 +36,19 @@ def test_hung_aws_does_not_block_acks(slackbot: SlackBot, slack: FakeSlack, monk
         raise TimeoutError("AWS did not answer")
 
     monkeypatch.setattr(slackbot.runtime.directory, "status", hung)
+    capacity = LOOKUP_THREADS + slackbot.runtime.settings.lookup_queue
     try:
-        many = 3 * (LISTENER_THREADS + WORK_THREADS)
+        many = capacity + LISTENER_THREADS
         results = [dispatch(slackbot, slack, "status acme-tfstate/a.tfstate") for _ in range(many)]
         assert all(status == 200 for status, _, _ in results)
         assert max(elapsed for _, elapsed, _ in results) < 1.0
+        # Beyond the bounded queue the ack itself says so, at once, instead of an answer minutes late.
+        busy = [body for _, _, body in results if "tflock is busy, try again in a moment" in body]
+        assert len(busy) == many - capacity
+        assert slackbot.runtime.metrics.registry.get_sample_value("tflock_busy_total", {"pool": "lookups"}) == len(busy)
         status, elapsed, body = dispatch(slackbot, slack, "help")
         assert status == 200 and "/tflock status" in body and elapsed < 1.0
     finally:
         release.set()
-    answers = slack.wait_for("/response/hung", count=3 * (LISTENER_THREADS + WORK_THREADS), timeout=30)
+    answers = slack.wait_for("/response/hung", count=capacity, timeout=30)
     assert all(a.body["response_type"] == "ephemeral" for a in answers)  # each one told what went wrong

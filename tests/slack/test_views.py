@@ -5,7 +5,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.locks.address import StateAddress
 from bot.locks.facts import lock_facts
-from bot.locks.model import LockSnapshot, StateLock, Store
+from bot.locks.model import LockSnapshot, StateLock, Store, Unchecked
 from bot.slack.views import escape, help_message, list_message, status_message
 from tests.terraform import TerraformLock, go_time
 
@@ -54,8 +54,32 @@ def test_untrusted_text_is_escaped() -> None:
 def test_not_locked() -> None:
     facts = lock_facts(StateLock(ADDRESS, "default"), NOW, timedelta(hours=2))
     message = status_message(facts).as_kwargs()
-    assert message["blocks"][0]["text"]["text"] == ":unlock: `acme-tfstate/network/terraform.tfstate` is not locked."
+    assert message["blocks"][0]["text"]["text"] == (
+        ":unlock: `acme-tfstate/network/terraform.tfstate` is not locked (checked: DynamoDB table and S3 lock file)."
+    )
     assert all(b["type"] != "actions" for b in message["blocks"])
+
+
+def test_unknown_says_which_store_was_not_checked_and_offers_no_button() -> None:
+    lock = StateLock(
+        ADDRESS,
+        "default",
+        checked=(Store.LOCKFILE,),
+        unchecked=(Unchecked(Store.TABLE, "could not reach AWS for table terraform-locks: timed out"),),
+    )
+    message = status_message(lock_facts(lock, NOW, timedelta(hours=2))).as_kwargs()
+    text = message["blocks"][0]["text"]["text"]
+    assert "is not locked" not in text and "not locked there" in text
+    assert text.startswith(":grey_question: *Could not tell whether* `acme-tfstate/network/terraform.tfstate`")
+    assert "• DynamoDB not checked: could not reach AWS for table terraform-locks: timed out" in text
+    assert all(b["type"] != "actions" for b in message["blocks"])
+    assert "unknown" in message["text"]
+
+
+def test_a_partial_list_never_says_no_locks() -> None:
+    message = list_message([], ["default: DynamoDB table t: could not reach AWS"], stale_only=False).as_kwargs()
+    texts = " ".join(b.get("text", {}).get("text", "") for b in message["blocks"])
+    assert "No locks held" not in texts and "partial" in texts and "could not check default" in texts
 
 
 def test_list_is_capped_and_marks_stale() -> None:

@@ -212,6 +212,42 @@ Cross-field rules the schema cannot say clearly; each failure names the value to
 - name: TFLOCK_LOG_LEVEL
   value: {{ . | quote }}
 {{- end }}
+{{- with $c.logFormat }}
+- name: TFLOCK_LOG_FORMAT
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.awsConnectTimeout }}
+- name: TFLOCK_AWS_CONNECT_TIMEOUT
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.awsReadTimeout }}
+- name: TFLOCK_AWS_READ_TIMEOUT
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.awsMaxAttempts }}
+- name: TFLOCK_AWS_MAX_ATTEMPTS
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.backendConcurrency }}
+- name: TFLOCK_BACKEND_CONCURRENCY
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.lookupQueue }}
+- name: TFLOCK_LOOKUP_QUEUE
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.clickQueue }}
+- name: TFLOCK_CLICK_QUEUE
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.dbConnectTimeout }}
+- name: TFLOCK_DB_CONNECT_TIMEOUT
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.dbStatementTimeout }}
+- name: TFLOCK_DB_STATEMENT_TIMEOUT
+  value: {{ . | quote }}
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The dependency lock: uv.lock (every version and file hash, resolved for all platforms and Python ≥ 3.11)
+# and its two exports with hashes, requirements/runtime.txt (what the image installs) and
+# requirements/dev.txt (what scripts/test.sh installs).
+#
+#   bash scripts/lock.sh                          after editing pyproject.toml's dependencies
+#   bash scripts/lock.sh --upgrade                every package to its newest allowed version
+#   bash scripts/lock.sh --upgrade-package boto3  one package (other `uv lock` options pass through)
+#   bash scripts/lock.sh --check                  CI: fail when pyproject.toml, uv.lock and the exports disagree
+#
+# --check never looks at PyPI: a lock that satisfies pyproject.toml stays valid when newer versions appear.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+uv=${UV:-.venv/bin/uv}
+[ -x "$uv" ] || uv=$(command -v uv) || { echo "scripts/lock.sh needs uv: pip install -e '.[dev]'" >&2; exit 2; }
+uv=$(realpath "$uv")
+
+export_to() {  # export_to FILE [uv export options]: the header names the command, so it is the same every time
+  local file=$1
+  shift
+  "$uv" export --quiet --frozen --no-emit-project --format requirements-txt "$@" -o "$file"
+}
+
+if [ "${1:-}" = "--check" ]; then
+  if ! "$uv" lock --check --offline --quiet 2>/dev/null; then
+    echo "uv.lock does not match pyproject.toml: run 'bash scripts/lock.sh' and commit uv.lock and requirements/" >&2
+    exit 1
+  fi
+  scratch=$(mktemp -d)
+  trap 'rm -rf "$scratch"' EXIT
+  mkdir "$scratch/requirements"
+  for set in runtime dev; do
+    options=(--no-dev)
+    [ "$set" = dev ] && options=(--extra dev)
+    # Exported beside a copy of the project so the header's -o path reads the same as in the repository.
+    (cd "$scratch" && cp "$OLDPWD/pyproject.toml" "$OLDPWD/uv.lock" . && export_to "requirements/$set.txt" "${options[@]}")
+    if ! diff -u "requirements/$set.txt" "$scratch/requirements/$set.txt"; then
+      echo "requirements/$set.txt is not the export of uv.lock: run 'bash scripts/lock.sh' and commit it" >&2
+      exit 1
+    fi
+  done
+  echo "uv.lock and requirements/ match pyproject.toml"
+  exit 0
+fi
+
+"$uv" lock "$@"
+mkdir -p requirements
+export_to requirements/runtime.txt --no-dev
+export_to requirements/dev.txt --extra dev
+echo "updated uv.lock, requirements/runtime.txt and requirements/dev.txt"
