@@ -117,7 +117,8 @@ def test_the_longest_state_address_still_fits_slack_limits() -> None:
     status = status_message(facts, PIN).as_kwargs()  # slack_sdk validates every limit in to_dict()
     assert status["blocks"][-1]["elements"][0]["value"] == PIN
     list_message([facts] * 45, [], stale_only=False, pins={facts.address: PIN}).as_kwargs()
-    modal = reason_modal(str(address), PIN, "C0INCIDENT").to_dict()
+    modal = reason_modal(None, "C0INCIDENT", pin=PIN).to_dict()
+    reason_modal(str(address), "C0INCIDENT", lock_id=tf.id).to_dict()  # a button from before pins
     assert len(modal["private_metadata"]) <= 3000 and json.loads(modal["private_metadata"])["pin"] == PIN
     request = RequestView(
         id="0" * 8 + "-0000-4000-8000-" + "0" * 12,
