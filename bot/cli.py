@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
@@ -16,7 +17,7 @@ from typing import Any
 from sqlalchemy.engine import make_url
 
 from bot import __version__
-from bot.db import upgrade_to_head
+from bot.db import grant_runtime_role, grant_statements, upgrade_to_head
 from bot.errors import TflockError
 from bot.locks.address import parse_address
 from bot.locks.backends import load_backends
@@ -67,10 +68,18 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
         lock = directory.status(args.state)
     facts = lock_facts(lock, datetime.now(UTC), settings.stale_after)
     if args.json:
+        _json_output()
         print(json.dumps(facts.as_json(), indent=2, ensure_ascii=False))
     else:
         print(render_text(facts))
     return 1 if facts.answer is Answer.UNKNOWN else 0
+
+
+def _json_output() -> None:
+    """A lock file's non-UTF-8 bytes are lone surrogates in `raw_info`: written as `\\udcXX`, a JSON escape that
+    reads back to the same string (and bytes), instead of failing to encode."""
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(errors="backslashreplace")
 
 
 def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
@@ -87,6 +96,7 @@ def cmd_list(args: argparse.Namespace, settings: Settings) -> int:
             "locks": [f.as_json() for f in facts],
             "problems": [{"backend": p.backend, "message": p.message, "failed": p.failed} for p in listing.problems],
         }
+        _json_output()
         json.dump(document, sys.stdout, indent=2, ensure_ascii=False)  # streamed: no second copy in memory
         print()
     else:
@@ -122,13 +132,27 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from bot.server import serve  # noqa: PLC0415 (Bolt and waitress load only for the command that needs them)
 
     configure_logging(settings.log_format, os.environ.get("TFLOCK_LOG_LEVEL", "INFO"))
-    return serve(settings, migrate=not args.no_migrate)
+    # With a separate migration URL the bot's own role cannot migrate (it owns nothing): the owner role does
+    # it beforehand (`tflock-bot db upgrade`, the Helm chart's migration Job).
+    own_migrations = settings.migration_database_url is None
+    if not own_migrations:
+        logging.getLogger(__name__).info("TFLOCK_MIGRATION_DATABASE_URL is set: serve does not migrate")
+    return serve(settings, migrate=own_migrations and not args.no_migrate)
 
 
 def cmd_db_upgrade(args: argparse.Namespace, settings: Settings) -> int:
+    upgrade_to_head(settings.migrates_with)
+    print(f"tflock-bot: the database is at the newest schema ({_safe_url(settings.migrates_with)})")
+    if settings.migration_database_url is not None:
+        role = grant_runtime_role(settings.migration_database_url, settings.database_url)
+        if role is not None:
+            print(f"tflock-bot: granted the bot's role {role} what it needs (docs/install.md), and no more")
+    return 0
 
-    upgrade_to_head(settings.database_url)
-    print(f"tflock-bot: the database is at the newest schema ({_safe_url(settings.database_url)})")
+
+def cmd_db_grants(args: argparse.Namespace, settings: Settings) -> int:
+    for statement in grant_statements(args.role, args.schema):
+        print(f"{statement};")
     return 0
 
 
@@ -212,6 +236,10 @@ def build_parser() -> argparse.ArgumentParser:
     db_sub.required = True
     upgrade = db_sub.add_parser("upgrade", help="migrate the database to the newest schema (Alembic head)")
     upgrade.set_defaults(func=cmd_db_upgrade)
+    grants = db_sub.add_parser("grants", help="print the PostgreSQL GRANTs for the bot's runtime role")
+    grants.add_argument("role", help="the role in TFLOCK_DATABASE_URL (e.g. tflock_bot)")
+    grants.add_argument("--schema", default="public", help="the schema the tables are in (default: public)")
+    grants.set_defaults(func=cmd_db_grants)
 
     audit = sub.add_parser("audit", help="the audit trail: query, verify, report")
     audit_sub = audit.add_subparsers(dest="audit_command", metavar="COMMAND", parser_class=_Parser)

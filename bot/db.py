@@ -13,6 +13,7 @@ import importlib.util
 import itertools
 import logging
 import os
+import re
 import socket
 import threading
 import time
@@ -22,11 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Dialect, MetaData, create_engine, event, text
+from sqlalchemy import JSON, DateTime, Dialect, MetaData, String, Text, create_engine, event, text
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
-from sqlalchemy.types import TypeDecorator
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from bot.errors import TflockError
 
@@ -80,6 +81,78 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+_ESCAPED = re.compile(r"[\\\x00\ud800-\udfff]")
+_UNESCAPE = re.compile(r"\\(?:(\\)|(0)|x([0-9a-f]{2})|u([0-9a-f]{4}))")
+
+
+def escape_text(text: str) -> str:
+    r"""Any Python string as text both databases store (no NUL, valid UTF-8), reversibly (docs/audit.md).
+
+    `\\` is a backslash, `\0` a NUL, `\xHH` a byte that was not UTF-8 (a lock file's body is decoded with
+    surrogateescape), `\uHHHH` any other lone surrogate. Everything else is stored as it is.
+    """
+    return _ESCAPED.sub(_escape_one, text)
+
+
+def _escape_one(match: re.Match[str]) -> str:
+    char = match.group()
+    if char == "\\":
+        return "\\\\"
+    if char == "\x00":
+        return "\\0"
+    code = ord(char)
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def unescape_text(stored: str) -> str:
+    """The exact string `escape_text` was given."""
+    return _UNESCAPE.sub(_unescape_one, stored) if "\\" in stored else stored
+
+
+def _unescape_one(match: re.Match[str]) -> str:
+    backslash, nul, byte, surrogate = match.groups()
+    if backslash:
+        return "\\"
+    if nul:
+        return "\x00"
+    if byte:
+        return chr(0xDC00 + int(byte, 16))
+    return chr(int(surrogate, 16))
+
+
+class LosslessText(TypeDecorator[str]):
+    """Untrusted text from a lock store, stored exactly: NUL bytes, non-UTF-8 bytes and any length, escaped
+    reversibly (`escape_text`) so PostgreSQL's text takes it. Equality in SQL compares the escaped forms,
+    which are equal exactly when the strings are."""
+
+    impl = Text
+    cache_ok = True
+
+    def __init__(self, sqlite_declared: int | None = None) -> None:
+        super().__init__()
+        # SQLite never enforces a VARCHAR length: a column created as VARCHAR(n) there already holds any
+        # length, so it keeps its declaration (no table copy) while PostgreSQL's becomes TEXT.
+        self.sqlite_declared = sqlite_declared
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite" and self.sqlite_declared is not None:
+            return String(self.sqlite_declared)
+        return Text()
+
+    def compare_against_backend(self, dialect: Dialect, conn_type: TypeEngine[Any]) -> bool | None:
+        """For Alembic's comparison with a database: the column is as this type creates it."""
+        wanted = self.load_dialect_impl(dialect)
+        if isinstance(wanted, Text):
+            return isinstance(conn_type, Text)
+        return isinstance(conn_type, String) and getattr(conn_type, "length", None) == self.sqlite_declared
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else escape_text(value)
+
+    def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
+        return None if value is None else unescape_text(value)
 
 
 class Base(DeclarativeBase):
@@ -250,6 +323,60 @@ def upgrade_to_head(url: str | URL) -> None:
         raise DatabaseUnavailable(f"could not migrate the database: {describe_error(exc)}") from exc
     finally:
         engine.dispose()
+
+
+# What the bot's own role (TFLOCK_DATABASE_URL when migrations run as another role) may do, table by table.
+# The audit trail is read and appended to, nothing more: no UPDATE, DELETE or TRUNCATE, and since the role
+# owns nothing it cannot ALTER a table or DISABLE its triggers either (docs/operations.md, two roles).
+RUNTIME_PRIVILEGES: dict[str, tuple[str, ...]] = {
+    "audit_events": ("SELECT", "INSERT"),
+    "unlock_requests": ("SELECT", "INSERT", "UPDATE"),  # UPDATE: the guarded status transitions, FOR UPDATE
+    "unlock_approvals": ("SELECT", "INSERT"),
+    "watch_alerts": ("SELECT", "INSERT", "UPDATE"),
+    "pinned_locks": ("SELECT", "INSERT"),
+    "alembic_version": ("SELECT",),
+}
+# Sequences behind the ids above (nextval needs USAGE; setval would need UPDATE, which is not granted).
+RUNTIME_SEQUENCES = ("audit_events_id_seq", "unlock_approvals_id_seq", "watch_alerts_id_seq")
+
+
+def grant_statements(role: str, schema: str = "public") -> list[str]:
+    """The PostgreSQL GRANTs that give the bot's runtime role exactly what it needs (docs/install.md)."""
+    quoted = _identifier(role)
+    statements = [f"GRANT USAGE ON SCHEMA {_identifier(schema)} TO {quoted}"]
+    statements += [
+        f"GRANT {', '.join(privileges)} ON TABLE {table} TO {quoted}"
+        for table, privileges in RUNTIME_PRIVILEGES.items()
+    ]
+    statements += [f"GRANT USAGE ON SEQUENCE {sequence} TO {quoted}" for sequence in RUNTIME_SEQUENCES]
+    return statements
+
+
+def grant_runtime_role(migration_url: str | URL, runtime_url: str | URL) -> str | None:
+    """After migrating as the owner role, grant the runtime role its rights; the role's name, or None if
+    there is nothing to grant (SQLite, or both URLs name the same user)."""
+    owner, runtime = engine_url(migration_url), engine_url(runtime_url)
+    if owner.get_backend_name() != "postgresql" or not runtime.username or runtime.username == owner.username:
+        return None
+    engine = make_engine(owner)
+    try:
+        with engine.begin() as connection:
+            schema = connection.execute(text("SELECT current_schema()")).scalar_one()
+            for statement in grant_statements(runtime.username, str(schema)):
+                connection.execute(text(statement))
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailable(
+            f"could not grant the bot's role {runtime.username} its rights: {describe_error(exc)}"
+        ) from exc
+    finally:
+        engine.dispose()
+    return runtime.username
+
+
+def _identifier(name: str) -> str:
+    if re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", name):
+        return name
+    return '"' + name.replace('"', '""') + '"'
 
 
 def alembic_config(url: str | URL | None = None) -> Config:

@@ -38,6 +38,11 @@ class Metrics:
         self.aws_errors = Counter(
             "tflock_aws_errors", "AWS calls that failed after retries, by error code", ["code"], registry=self.registry
         )
+        self.reconcile_failures = Counter(
+            "tflock_reconcile_failures",
+            "Interrupted force-unlock requests the background sweep could not end (each tried again next sweep)",
+            registry=self.registry,
+        )
         self.audit_failures = Counter(
             "tflock_audit_write_failures", "Audit events that could not be written", registry=self.registry
         )

@@ -52,6 +52,7 @@ class Settings(BaseSettings):
     slack_api_url: str = Field(default=DEFAULT_SLACK_API_URL, validation_alias="SLACK_API_URL")
 
     database_url: str = Field(default="sqlite:///./tflock.db", validation_alias="TFLOCK_DATABASE_URL")
+    migration_database_url: str | None = Field(default=None, validation_alias="TFLOCK_MIGRATION_DATABASE_URL")
     dynamodb_table: str | None = Field(default=None, validation_alias="TFLOCK_DYNAMODB_TABLE")
     s3_lockfile: Literal["auto", "on", "off"] = Field(default="auto", validation_alias="TFLOCK_S3_LOCKFILE")
     s3_buckets: Annotated[list[str], NoDecode] = Field(default_factory=list, validation_alias="TFLOCK_S3_BUCKETS")
@@ -84,7 +85,9 @@ class Settings(BaseSettings):
     )
     log_format: Literal["text", "json"] = Field(default="text", validation_alias="TFLOCK_LOG_FORMAT")
 
-    @field_validator("slack_bot_token", "slack_signing_secret", "slack_app_token", mode="before")
+    @field_validator(
+        "slack_bot_token", "slack_signing_secret", "slack_app_token", "migration_database_url", mode="before"
+    )
     @classmethod
     def _blank_is_unset(cls, value: Any) -> Any:
         # A Kubernetes Secret with an empty key yields "": that is a missing value, not a credential.
@@ -162,9 +165,11 @@ class Settings(BaseSettings):
             raise ValueError(f"{value!r} is not a DynamoDB table name (3-255 of A-Z a-z 0-9 _ . -)")
         return value or None
 
-    @field_validator("database_url")
+    @field_validator("database_url", "migration_database_url")
     @classmethod
-    def _database_url(cls, value: str) -> str:
+    def _database_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
         from sqlalchemy.engine import make_url  # noqa: PLC0415 (keeps `status`/`list` start-up light)
         from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
 
@@ -187,6 +192,11 @@ class Settings(BaseSettings):
         if value is not None and not value.is_file():
             raise ValueError(f"{str(value)!r} does not exist or is not a file")
         return value
+
+    @property
+    def migrates_with(self) -> str:
+        """The URL migrations run with: the owner role's when TFLOCK_MIGRATION_DATABASE_URL is set."""
+        return self.migration_database_url or self.database_url
 
     @property
     def socket_mode(self) -> bool:

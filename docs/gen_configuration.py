@@ -49,10 +49,17 @@ SETTINGS: dict[str, Setting] = {
     ),
     "TFLOCK_DATABASE_URL": Setting(
         "Secret key `secrets.keys.databaseUrl`, or `database.sqlite.enabled`",
-        "SQLAlchemy URL of the audit database. Production: PostgreSQL, "
-        "`postgresql+psycopg://user:password@host:5432/tflock`. The default SQLite file in the working "
+        "SQLAlchemy URL of the audit database, as the bot's own role. Production: PostgreSQL, "
+        "`postgresql+psycopg://tflock_bot:password@host:5432/tflock`. The default SQLite file in the working "
         "directory suits a laptop only; the container image defaults to `sqlite:////tmp/tflock.db` "
         "(lost with the container).",
+    ),
+    "TFLOCK_MIGRATION_DATABASE_URL": Setting(
+        "Secret key `secrets.keys.migrationDatabaseUrl` (migration Job only)",
+        "URL of the database's owner role, for migrations (`tflock-bot db upgrade`), when the bot itself runs "
+        "as a role that may only read and append to the audit trail (docs/install.md, two roles). When set, "
+        "`db upgrade` migrates with it and then grants the role in `TFLOCK_DATABASE_URL` its rights, and "
+        "`serve` does not migrate by itself. Empty: one role for both.",
     ),
     "TFLOCK_DYNAMODB_TABLE": Setting(
         "`config.dynamodbTable`",
@@ -81,7 +88,8 @@ SETTINGS: dict[str, Setting] = {
     ),
     "TFLOCK_AUDITORS": Setting(
         "`config.auditors`",
-        "Users and user groups allowed to run audit queries. Empty: the approvers.",
+        "Users and user groups allowed to run audit queries. Empty: the approvers. With neither set, "
+        "`/tflock audit` is refused to everyone (with how to set it) and `serve` warns at start-up.",
     ),
     "TFLOCK_APPROVALS_REQUIRED": Setting(
         "`config.approvalsRequired`",

@@ -10,7 +10,7 @@ from sqlalchemy import Connection, text
 
 import bot.audit.models
 import bot.unlock.models
-import bot.watch.models  # noqa: F401 (registers unlock_requests, unlock_approvals and watch_alerts)
+import bot.watch.models  # noqa: F401 (registers unlock_requests, unlock_approvals, pinned_locks and watch_alerts)
 from bot.db import MIGRATION_LOCK_KEY, Base, engine_url, make_engine
 from bot.settings import get_settings
 

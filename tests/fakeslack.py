@@ -178,6 +178,13 @@ class FakeSlack:
         if method in {"chat.postMessage", "chat.update", "chat.postEphemeral"}:
             ts = body.get("ts") or f"1700000000.{next(self._ts):06d}"
             return {"ok": True, "channel": body.get("channel"), "ts": ts, "message": {"text": body.get("text", "")}}
+        if method == "chat.getPermalink":
+            channel, ts = str(body.get("channel")), str(body.get("message_ts"))
+            return {
+                "ok": True,
+                "channel": channel,
+                "permalink": f"https://acme.slack.test/archives/{channel}/p{ts.replace('.', '')}",
+            }
         if method == "usergroups.users.list":
             group = str(body.get("usergroup"))
             if group not in self.usergroups:

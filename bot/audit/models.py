@@ -7,14 +7,17 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import BigInteger, Index, Integer, String
+from sqlalchemy import BigInteger, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bot.db import Base
 
 ACTOR_CHARS = 64
 ADDRESS_CHARS = 2048
-LOCK_ID_CHARS = 128
+# The trail's lock_id column holds up to this many characters (longer ones are cut, with "…"); the request
+# row keeps a lock ID of any length exactly. PostgreSQL: TEXT; SQLite: declared VARCHAR(128), never enforced.
+LOCK_ID_CHARS = 4000
+SQLITE_LOCK_ID_DECLARED = 128
 REQUEST_ID_CHARS = 64
 CHANNEL_CHARS = 64
 
@@ -51,7 +54,7 @@ class AuditEvent(Base):
     action: Mapped[str] = mapped_column(String(32))
     actor: Mapped[str | None] = mapped_column(String(ACTOR_CHARS))  # a Slack user ID; None = the bot itself
     state_address: Mapped[str | None] = mapped_column(String(ADDRESS_CHARS))
-    lock_id: Mapped[str | None] = mapped_column(String(LOCK_ID_CHARS))
+    lock_id: Mapped[str | None] = mapped_column(Text().with_variant(String(SQLITE_LOCK_ID_DECLARED), "sqlite"))
     # Not a foreign key: refusals of unknown or tampered request IDs are recorded too.
     request_id: Mapped[str | None] = mapped_column(String(REQUEST_ID_CHARS))
     channel: Mapped[str | None] = mapped_column(String(CHANNEL_CHARS))

@@ -12,7 +12,7 @@ import csv
 import io
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, BinaryIO, Protocol
@@ -154,7 +154,11 @@ class ExportTooLarge(TflockError):
 def export_csv(
     sessions: sessionmaker[Session], where: AuditFilter, out: BinaryIO, *, max_rows: int, max_bytes: int
 ) -> int:
-    """Every matching event as UTF-8 CSV into `out` (a file on disk for a Slack upload); returns the row count.
+    """Every matching event as spreadsheet-safe UTF-8 CSV into `out` (a file on disk for a Slack upload); returns
+    the row count.
+
+    Meant to be opened in a spreadsheet: cells that would start a formula are neutralised (`spreadsheet_safe`),
+    so this file is not the canonical export — `tflock-bot audit query --format csv` is (docs/audit.md).
 
     Rows are streamed from the database to the file, so memory stays flat however large the trail. Past
     `max_rows` rows or `max_bytes` bytes it stops with ExportTooLarge, which tells the person to use the CLI.
@@ -174,7 +178,7 @@ def export_csv(
             yield record
 
     try:
-        return write_events(capped(stream_events(sessions, where)), text, "csv")
+        return _write_csv(capped(stream_events(sessions, where)), text, cell=spreadsheet_safe)
     finally:
         text.flush()
         text.detach()  # `out` stays open for the caller
@@ -220,28 +224,43 @@ def as_row(record: AuditRecord) -> dict[str, Any]:
     return row
 
 
-def _write_csv(records: Iterable[AuditRecord], out: Writable) -> int:
+# What a spreadsheet program reads as the start of a formula (or DDE) in a cell: OWASP's "CSV injection" list.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: Any) -> Any:
+    """A cell a spreadsheet shows as text: one that starts like a formula gets a leading `'`."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return value
+
+
+def _canonical(value: Any) -> Any:
+    return value
+
+
+def _write_csv(records: Iterable[AuditRecord], out: Writable, *, cell: Callable[[Any], Any] = _canonical) -> int:
+    """RFC 4180 CSV; `cell` maps every value (canonical: unchanged, so each row's hash can be re-checked)."""
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(COLUMNS)
     count = 0
     for r in records:
         # In COLUMNS order; None is written as an empty cell (NULL).
         at, detail = canonical_at(r.at), canonical_json(r.detail)
-        writer.writerow(
-            (
-                r.id,
-                at,
-                r.action,
-                r.actor,
-                r.state_address,
-                r.lock_id,
-                r.request_id,
-                r.channel,
-                detail,
-                r.prev_hash,
-                r.hash,
-            )
+        row = (
+            r.id,
+            at,
+            r.action,
+            r.actor,
+            r.state_address,
+            r.lock_id,
+            r.request_id,
+            r.channel,
+            detail,
+            r.prev_hash,
+            r.hash,
         )
+        writer.writerow([cell(value) for value in row])
         count += 1
     return count
 

@@ -6,9 +6,10 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import boto3
@@ -77,6 +78,22 @@ _CREDENTIALS = {
     "SignatureDoesNotMatch",
 }
 ERROR_HOOK: Callable[[str], None] | None = None  # set by the web layer to count AWS errors
+
+
+class Removal(StrEnum):
+    """How a conditional delete of a lock ended."""
+
+    DELETED = "deleted"
+    # botocore retried the delete (a timeout, a 5xx) and the retry found nothing there: the first attempt
+    # most likely deleted it and its answer was lost on the way back.
+    RESPONSE_LOST = "response lost, confirmed gone"
+    ABSENT = "absent"  # there was nothing to delete on the first attempt
+
+
+def gone(response: Mapping[str, Any]) -> Removal:
+    """Nothing to delete: absent, or — if botocore retried the call — deleted by the attempt whose answer was lost."""
+    retries = (response.get("ResponseMetadata") or {}).get("RetryAttempts") or 0
+    return Removal.RESPONSE_LOST if retries > 0 else Removal.ABSENT
 
 
 @contextmanager

@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from bot.errors import TflockError
 from bot.locks.address import DIGEST_SUFFIX, StateAddress
-from bot.locks.aws import aws_errors
+from bot.locks.aws import Removal, aws_errors, gone
 from bot.locks.model import LockSnapshot, Store
 
 _PROJECTION = "LockID, #info"
@@ -41,10 +41,11 @@ class LockTable:
         item = response.get("Item")
         return self._snapshot(address, item) if item else None
 
-    def delete_if_unchanged(self, address: StateAddress, raw_info: str) -> bool:
+    def delete_if_unchanged(self, address: StateAddress, raw_info: str) -> Removal:
         """Delete the lock item only if its Info is still exactly `raw_info` (the raw string read earlier).
 
-        True: deleted. False: there was no item to delete. TableItemChanged: another lock holds the state.
+        DELETED, or RESPONSE_LOST (a retried delete found it gone), or ABSENT (there was no item to delete).
+        TableItemChanged: another lock holds the state.
         Only `LockID = <bucket>/<key>` is addressed, so the `-md5` digest item is never touched.
         """
         with aws_errors(f"table {self.table}", self.role_arn):
@@ -62,12 +63,12 @@ class LockTable:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
                 if not exc.response.get("Item"):
-                    return False
+                    return gone(exc.response)
                 raise TableItemChanged(
                     f"the lock item {address.lock_id} in {self.location} changed since it was read "
                     "(DynamoDB condition Info = the Info seen failed); nothing was deleted there"
                 ) from None
-        return True
+        return Removal.DELETED
 
     def scan(self, filter_lock_id: str | None = None, *, segments: int = 1) -> Iterator[LockSnapshot]:
         """Every lock item in the table (paginated); digest items are skipped.

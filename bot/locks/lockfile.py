@@ -10,10 +10,12 @@ from botocore.exceptions import ClientError
 
 from bot.errors import TflockError
 from bot.locks.address import LOCKFILE_SUFFIX, StateAddress
-from bot.locks.aws import aws_errors
+from bot.locks.aws import Removal, aws_errors, gone
 from bot.locks.model import LockSnapshot, Store
 
-MAX_BODY_BYTES = 64 * 1024  # Terraform's bodies are a few hundred bytes; refuse to buffer junk
+# Terraform's bodies are a few hundred bytes; whatever else is there is kept whole up to this size (and a
+# bigger one is still pinned by its ETag), but never buffered without bound.
+MAX_BODY_BYTES = 4 * 1024 * 1024
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 # 412: the ETag no longer matches; 409: a concurrent conditional write on the same key won.
 _CHANGED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
@@ -51,7 +53,8 @@ class LockFiles:
         try:
             raw = data.decode("utf-8")
         except UnicodeDecodeError:
-            raw = data.decode("utf-8", errors="backslashreplace")
+            # surrogateescape is reversible: raw_bytes(raw) gives these very bytes back (bot/locks/lockinfo.py).
+            raw = data.decode("utf-8", errors="surrogateescape")
             missing = missing or "unreadable lock info: the lock file is not UTF-8 text"
         return LockSnapshot.from_raw(
             address,
@@ -64,10 +67,10 @@ class LockFiles:
             missing_reason=missing,
         )
 
-    def delete_if_unchanged(self, address: StateAddress, etag: str) -> bool:
+    def delete_if_unchanged(self, address: StateAddress, etag: str) -> Removal:
         """Delete the lock file only if its ETag is still `etag` (DeleteObject with If-Match).
 
-        True: deleted. False: there was no lock file. LockFileChanged: another object is there now.
+        DELETED, RESPONSE_LOST (a retried delete found none) or ABSENT. LockFileChanged: another object is there now.
         """
         key = address.lockfile_key
         with aws_errors(f"s3://{address.bucket}/{key}", self.role_arn):
@@ -76,14 +79,14 @@ class LockFiles:
             except ClientError as exc:
                 code = str(exc.response.get("Error", {}).get("Code"))
                 if code in _MISSING:
-                    return False
+                    return gone(exc.response)
                 if code in _CHANGED:
                     raise LockFileChanged(
                         f"the lock file s3://{address.bucket}/{key} changed since it was read "
                         f"(S3 answered {code} to DeleteObject If-Match its ETag); nothing was deleted there"
                     ) from None
                 raise
-        return True
+        return Removal.DELETED
 
     def list_addresses(self, bucket: str) -> Iterator[StateAddress]:
         """States with a lock file in this bucket (paginated ListObjectsV2, keys ending `.tflock`)."""

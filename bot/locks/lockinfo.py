@@ -6,6 +6,7 @@ and its JSON encoder differs from Go's, so nothing may ever be rebuilt from the 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -34,6 +35,19 @@ OPERATION_WORDS = {
     "backend from plan": "apply of a saved plan (backend from plan)",
     "init is initializing state_store first time": "init (first state store set-up)",
 }
+
+
+def raw_bytes(raw: str) -> bytes:
+    """The bytes a raw Info (or lock-file body) was read as: a lock file's non-UTF-8 bytes come back as they were."""
+    try:
+        return raw.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a lone surrogate that was never a byte (not from a lock store)
+        return raw.encode("utf-8", "surrogatepass")
+
+
+def raw_digest(raw: str) -> str:
+    """SHA-256 (hex) of the raw bytes: what pins a lock whose Info cannot be read, and what the trail records."""
+    return hashlib.sha256(raw_bytes(raw)).hexdigest()
 
 
 class LockInfoError(ValueError):

@@ -22,8 +22,9 @@ from bot.slack.ids import Action, Block, Callback, Field
 from bot.slack.messages import ApprovalMessages
 from bot.slack.people import People
 from bot.slack.views import reason_modal
-from bot.unlock.models import RequestView
-from bot.unlock.policy import MAX_REASON_CHARS, RefusalCode
+from bot.unlock.models import Pin, RequestView
+from bot.unlock.pins import LockPins, looks_like_pin
+from bot.unlock.policy import MAX_REASON_CHARS, RefusalCode, Refused
 from bot.unlock.workflow import UnlockWorkflow
 
 MAX_VALUE_CHARS = 2100  # a state address is at most ~1,100 characters
@@ -62,14 +63,19 @@ def request_unlock_clicked(
     started = time.monotonic()
     try:
         user, value = _clicked(body)
-        address, lock_id = _pinned(value, runtime)
-        runtime.directory.backends.for_address(address)
+        # A pinned lock's ID is looked up when the form is submitted, on the click pool; buttons from before
+        # pins carry the state and lock ID themselves.
+        pin = value if looks_like_pin(value) else None
+        address, lock_id = (None, None) if pin else _pinned(value, runtime)
+        if address is not None:
+            runtime.directory.backends.for_address(address)
         channel = _channel(body)
         allowed = runtime.settings.allowed_channels
         if allowed and channel not in allowed:  # say so now, before the person types a reason
 
             def refuse() -> None:
-                runtime.record_refusal("channel_not_allowed", actor=user, channel=channel, state=str(address))
+                state = str(address) if address else None
+                runtime.record_refusal("channel_not_allowed", actor=user, channel=channel, state=state, pin=pin)
                 raise BadInput(
                     "Force-unlock requests are accepted only in the channels listed in TFLOCK_ALLOWED_CHANNELS "
                     f"({', '.join(allowed)}); ask there."
@@ -77,7 +83,7 @@ def request_unlock_clicked(
 
             after_ack(runtime, body, respond, refuse, runtime.clicks)
             return
-        view = reason_modal(str(address), lock_id, channel)
+        view = reason_modal(str(address) if address else None, channel, pin=pin, lock_id=lock_id)
         modal_client.views_open(trigger_id=str(body.get("trigger_id") or ""), view=view)
     except Exception as error:
         log_request(body, outcome_of(error), time.monotonic() - started)
@@ -88,7 +94,7 @@ def request_unlock_clicked(
 
 
 def _pinned(value: str, runtime: Runtime) -> tuple[StateAddress, str | None]:
-    """A Request force-unlock button's value: the state and the lock ID it showed (re-validated)."""
+    """A button from before pins: the state and the lock ID it showed (re-validated)."""
     try:
         data = json.loads(value)
     except ValueError:
@@ -122,23 +128,28 @@ def reason_submitted(
     user = str((body.get("user") or {}).get("id") or "")
     try:
         metadata = json.loads(view.get("private_metadata") or "{}")
-        address, channel, lock_id = str(metadata["address"]), metadata.get("channel"), metadata.get("lock")
-    except (ValueError, KeyError, TypeError):
+        pin_id, channel, lock_id = metadata.get("pin"), metadata.get("channel"), metadata.get("lock")
+        address = None if pin_id else str(metadata["address"])  # forms opened before pins carry the address
+    except (ValueError, KeyError, TypeError, AttributeError):
         tell(BadInput("this form was not one tflock made; nothing was done"), body, None, runtime)
         return
 
     def submit() -> None:
         started = time.monotonic()
         try:
+            pinned = LockPins(runtime.sessions, runtime.clock).find(str(pin_id)) if pin_id else None
+            if pin_id and pinned is None:
+                raise BadInput("this form was not one tflock made; nothing was done")
             open_request(
                 workflow,
                 messages,
                 people,
-                state=address,
+                state=pinned.address if pinned else str(address),
                 user=user,
                 reason=reason,
                 channel=channel,
                 expected_lock_id=lock_id if isinstance(lock_id, str) else None,
+                pinned=pinned,
             )
             runtime.metrics.requests.labels(command=Callback.UNLOCK_REASON, outcome="ok").inc()
             log_request(body, "ok", time.monotonic() - started)
@@ -162,13 +173,23 @@ def open_request(
     reason: str,
     channel: str | None,
     expected_lock_id: str | None = None,
+    pinned: Pin | None = None,
 ) -> RequestView:
     """Record the request, then post its approval message; a message that cannot be posted withdraws it."""
     if not channel:
         raise BadInput("force-unlock requests must be made in a channel")
-    request = workflow.request(
-        state, user, reason, channel, is_bot=people.is_bot(user), expected_lock_id=expected_lock_id
-    )
+    try:
+        request = workflow.request(
+            state,
+            user,
+            reason,
+            channel,
+            is_bot=people.bot_check(user),
+            expected_lock_id=expected_lock_id,
+            pinned=pinned,
+        )
+    except Refused as refused:
+        raise messages.pointing_to_winner(refused) from None
     try:
         return messages.post(request, channel)
     except Exception:
@@ -202,7 +223,7 @@ def decide(
     user, request_id = _clicked(body)
     action_id = str(action.get("action_id"))
     try:
-        is_bot = people.is_bot(user)
+        is_bot = people.bot_check(user)
         if action_id == Action.APPROVE:
             request, done = workflow.approve(request_id, user, is_bot=is_bot), "approved"
         elif action_id == Action.REJECT:

@@ -15,12 +15,14 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.models.blocks import ActionsBlock, Block, ContextBlock, MarkdownTextObject, SectionBlock
 
 from bot.durations import format_age, format_duration
+from bot.errors import TflockError
 from bot.locks.facts import LockFacts, printable
 from bot.locks.lockinfo import LockInfoError, parse_lock_info
 from bot.slack.app import SlackBot
 from bot.slack.messages import SlackUnavailable
 from bot.slack.people import _TtlCache
 from bot.slack.views import Message, _clip, _field, code, escape, mention, request_unlock_button, slack_time
+from bot.unlock.pins import LockPins
 from bot.watch.watchdog import Alert, AlertGone, Release, Watchdog
 
 log = logging.getLogger(__name__)
@@ -113,7 +115,7 @@ def _who(who: str | None, holder: str | None) -> str:
     return f"{shown} ({mention(holder)})" if holder else shown
 
 
-def alert_message(facts: LockFacts, holder: str | None, *, stale_after: timedelta) -> Message:
+def alert_message(facts: LockFacts, holder: str | None, *, stale_after: timedelta, pin: str | None = None) -> Message:
     """The alert: who holds the lock, doing what, for how long, and the button that starts a force-unlock."""
     age = facts.age or "an unknown time"
     title = f":warning: *Stale state lock* on {code(facts.address)} — held for *{escape(age)}*"
@@ -136,7 +138,8 @@ def alert_message(facts: LockFacts, holder: str | None, *, stale_after: timedelt
     if facts.problems:
         problems = "\n".join(f"• {escape(p)}" for p in facts.problems)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(f":rotating_light: {problems}"))))
-    blocks.append(ActionsBlock(elements=[request_unlock_button(facts.address, facts.lock_id)]))
+    if pin is not None:
+        blocks.append(ActionsBlock(elements=[request_unlock_button(pin)]))
     text = escape(f"Stale lock on {facts.address}: held by {facts.who or 'unknown'} for {age}")  # text is mrkdwn too
     return Message(text + (f" {mention(holder)}" if holder else ""), tuple(blocks))
 
@@ -182,14 +185,24 @@ def released_message(alert: Alert, release: Release) -> Message:
 class SlackAlerts:
     """The watchdog's `AlertNotifier` over the Slack Web API."""
 
-    def __init__(self, client: WebClient, channel: str, users: SlackUsers, *, stale_after: timedelta) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        channel: str,
+        users: SlackUsers,
+        *,
+        stale_after: timedelta,
+        pins: LockPins | None = None,
+    ) -> None:
         self.client = client
         self.channel = channel
         self.users = users
         self.stale_after = stale_after
+        self.pins = pins
 
     def post_alert(self, alert: Alert, facts: LockFacts) -> tuple[str, str]:
-        message = alert_message(facts, self.users.holder(facts.who), stale_after=self.stale_after)
+        pin = self._pin(alert)
+        message = alert_message(facts, self.users.holder(facts.who), stale_after=self.stale_after, pin=pin)
         try:
             response = self.client.chat_postMessage(channel=self.channel, **message.as_kwargs())
         except SlackApiError as exc:
@@ -200,6 +213,17 @@ class SlackAlerts:
                 f"Slack would not post in TFLOCK_WATCH_CHANNEL {self.channel} ({error}){hint}"
             ) from None
         return str(response["channel"]), str(response["ts"])
+
+    def _pin(self, alert: Alert) -> str | None:
+        """The alert's lock, pinned by the raw Info the watchdog saw; no button when that cannot be stored."""
+        if self.pins is None:
+            return None
+        try:
+            pins = self.pins.pin_seen([(alert.address, alert.lock_id, alert.raw_info, None)])
+        except TflockError as exc:
+            log.error("alert for %s goes out without a Request force-unlock button: %s", alert.address, exc)
+            return None
+        return pins.get(alert.address)
 
     def remind(self, alert: Alert, facts: LockFacts) -> None:
         channel, ts = self._where(alert)
@@ -236,7 +260,13 @@ class SlackAlerts:
 def build_watchdog(bot: SlackBot, channel: str) -> Watchdog:
     runtime = bot.runtime
     settings = runtime.settings
-    notifier = SlackAlerts(bot.app.client, channel, SlackUsers(bot.app.client), stale_after=settings.stale_after)
+    notifier = SlackAlerts(
+        bot.app.client,
+        channel,
+        SlackUsers(bot.app.client),
+        stale_after=settings.stale_after,
+        pins=LockPins(runtime.sessions, runtime.clock),
+    )
     return Watchdog(
         runtime.sessions,
         runtime.directory,

@@ -21,6 +21,7 @@ from bot.slack.people import People
 from bot.unlock.policy import UnlockPolicy
 from bot.unlock.workflow import UnlockWorkflow
 
+log = logging.getLogger(__name__)
 LISTENER_THREADS = 8  # Bolt's executor (lazy listeners only); every listener here acks and hands off
 
 
@@ -79,8 +80,17 @@ def build_bot(runtime: Runtime, client: WebClient | None = None) -> SlackBot:
     settings = runtime.settings
     client = client or build_client(runtime)
     people = People(client, settings.approvers, settings.auditors)
+    if not people.audit_configured:
+        log.warning(
+            "neither TFLOCK_AUDITORS nor TFLOCK_APPROVERS is set: /tflock audit is refused to everyone, and any "
+            "full member of the workspace can approve force-unlocks; set them to Slack user or group IDs"
+        )
     workflow = UnlockWorkflow(
-        runtime.sessions, runtime.directory, UnlockPolicy.from_settings(settings, people.is_approver), runtime.clock
+        runtime.sessions,
+        runtime.directory,
+        UnlockPolicy.from_settings(settings, people.is_approver),
+        runtime.clock,
+        on_reconcile_failure=runtime.metrics.reconcile_failures.inc,
     )
     messages = ApprovalMessages(client, workflow)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None

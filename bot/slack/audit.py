@@ -24,8 +24,14 @@ from bot.runtime import Runtime
 from bot.slack.ids import COMMAND
 from bot.slack.people import People
 from bot.slack.views import Message, audit_message
+from bot.unlock.policy import CannotCheck
 
 SUMMARY_EVENTS = 20
+NOT_CONFIGURED = (
+    "The audit trail is not open to anyone yet: nobody is named to read it. Ask whoever runs tflock to set "
+    "TFLOCK_AUDITORS (or TFLOCK_APPROVERS) to the Slack user IDs (U…) or user-group IDs (S…) who may read "
+    "it, and restart the bot."
+)
 CSV_MAX_ROWS = 100_000  # beyond these a file in chat is the wrong tool: the CLI streams any number
 CSV_MAX_BYTES = 50_000_000
 UPLOAD_CHUNK = 64 * 1024
@@ -90,7 +96,18 @@ def parse_audit(argument: str, runtime: Runtime, now: datetime) -> AuditQuery:
 
 
 def audit(runtime: Runtime, people: People, client: WebClient, *, user: str, channel: str, argument: str) -> Message:
-    if not people.is_auditor(user):
+    if not people.audit_configured:
+        runtime.record_refusal("audit_not_configured", actor=user, channel=channel, asked=argument[:500])
+        raise NotAnAuditor(NOT_CONFIGURED)
+    try:
+        auditor = people.is_auditor(user)
+    except CannotCheck as exc:
+        runtime.record_refusal("lookup_failed", actor=user, channel=channel, asked=argument[:500], error=str(exc))
+        raise NotAnAuditor(
+            f"Slack could not be asked who you are right now ({exc}), so the audit trail was not shown; "
+            "try again in a minute."
+        ) from None
+    if not auditor:
         runtime.record_refusal("not_auditor", actor=user, channel=channel, asked=argument[:500])
         raise NotAnAuditor(
             "Sorry — the audit trail is open to auditors only (TFLOCK_AUDITORS, or the approvers when that is "

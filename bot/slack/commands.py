@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,8 +12,9 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.audit.models import AuditAction
-from bot.errors import BadInput
+from bot.errors import BadInput, TflockError
 from bot.locks.facts import lock_facts
+from bot.locks.model import StateLock
 from bot.runtime import Runtime
 from bot.slack.actions import open_request
 from bot.slack.audit import audit
@@ -21,8 +23,10 @@ from bot.slack.ids import COMMAND
 from bot.slack.messages import ApprovalMessages
 from bot.slack.people import People
 from bot.slack.views import Message, error_message, help_message, list_message, status_message
+from bot.unlock.pins import LockPins
 from bot.unlock.workflow import UnlockWorkflow
 
+log = logging.getLogger(__name__)
 MAX_COMMAND_TEXT = 4000
 
 
@@ -124,7 +128,7 @@ def status(request: SlashCommand, runtime: Runtime) -> Message:
         lock_id=facts.lock_id,
         detail={"answer": facts.answer.value, "locked": facts.locked, "age_seconds": facts.age_seconds},
     )
-    return status_message(facts)
+    return status_message(facts, _pins(runtime, [lock]).get(facts.address))
 
 
 def list_locks(request: SlashCommand, runtime: Runtime) -> Message:
@@ -148,7 +152,18 @@ def list_locks(request: SlashCommand, runtime: Runtime) -> Message:
             "complete": listing.complete,
         },
     )
-    return list_message(facts, problems, stale_only=argument == "stale")
+    stale = {f.address for f in facts if f.stale}
+    pins = _pins(runtime, [lock for lock in listing.locks if str(lock.address) in stale])
+    return list_message(facts, problems, stale_only=argument == "stale", pins=pins)
+
+
+def _pins(runtime: Runtime, locks: list[StateLock]) -> dict[str, str]:
+    """Pinned locks for the Request force-unlock buttons; without the database, an answer without buttons."""
+    try:
+        return LockPins(runtime.sessions, runtime.clock).pin_many(locks)
+    except TflockError as exc:
+        log.error("answering without Request force-unlock buttons: %s", exc)
+        return {}
 
 
 def _answer(respond: Respond, message: Message, *, ephemeral: bool = False) -> None:

@@ -10,6 +10,7 @@ from slack_sdk.errors import SlackApiError
 from bot.errors import TflockError
 from bot.slack.views import approval_message, decision_reply, escape
 from bot.unlock.models import RequestView
+from bot.unlock.policy import RefusalCode, Refused
 from bot.unlock.workflow import UnlockWorkflow
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,26 @@ class ApprovalMessages:
         except SlackApiError as exc:
             # The database is the record; a message that could not be updated is logged, not fatal.
             log.error("could not update the message of request %s: %s", request.id, exc.response.get("error"))
+
+    def permalink(self, request: RequestView) -> str | None:
+        """A link to the request's approval message, or None when it has none yet or Slack will not say."""
+        if not request.channel or not request.message_ts:
+            return None
+        try:
+            answer = self.client.chat_getPermalink(channel=request.channel, message_ts=request.message_ts)
+            return str(answer["permalink"])
+        except (SlackApiError, KeyError) as exc:
+            log.info("no permalink for the message of request %s (%s)", request.id, exc)
+            return None
+
+    def pointing_to_winner(self, refused: Refused) -> Refused:
+        """A refusal because another request for the state is pending, with a link to that request's message."""
+        waiting = refused.request
+        if refused.why is not RefusalCode.ALREADY_REQUESTED or waiting is None:
+            return refused
+        link = self.permalink(waiting)
+        where = f" It is here: {link}" if link else " Its message has not been posted yet; look in the channel."
+        return Refused(refused.why, f"{refused}{where}", waiting)
 
     def whisper(self, channel: str | None, user: str, text: str) -> None:
         """A note to one person where there is no response_url (modal submissions): ephemeral in the

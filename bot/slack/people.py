@@ -2,6 +2,9 @@
 
 Group membership (`usergroups.users.list`, Tier 2) and `users.info` answers are cached for a short
 time, so a busy approval does not hit Slack's rate limits and a removal takes effect within minutes.
+Only answers are cached: a call that fails (rate limited, Slack down, a timeout) raises SlackLookupFailed
+and is asked again next time, so nobody is refused for minutes after Slack recovers, and nobody is
+called a bot because Slack did not answer.
 """
 
 from __future__ import annotations
@@ -12,10 +15,24 @@ import time
 from collections.abc import Callable, Sequence
 
 from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
+from slack_sdk.errors import SlackApiError, SlackClientError
+
+from bot.unlock.policy import BotCheck, CannotCheck
 
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 120.0
+# Answers that are facts about the user, not failures: they count as nobody and are cached like any answer.
+_NO_SUCH_USER = {"user_not_found", "user_not_visible"}
+_NO_SUCH_GROUP = {"no_such_subteam", "subteam_not_found", "plan_upgrade_required"}  # the group grants nobody
+
+
+class SlackLookupFailed(CannotCheck):
+    """Slack could not be asked (the message names the call and Slack's error); not cached."""
+
+
+def _failure(call: str, exc: Exception) -> SlackLookupFailed:
+    error = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc).__name__
+    return SlackLookupFailed(f"{call} failed: {error}")
 
 
 class _TtlCache:
@@ -61,11 +78,24 @@ class People:
         return self.is_full_member(user_id) and (not self.approvers or self._listed(user_id, self.approvers))
 
     def is_auditor(self, user_id: str) -> bool:
-        """TFLOCK_AUDITORS, else the approvers; with neither set, any full member."""
+        """TFLOCK_AUDITORS, else the approvers; with neither set, nobody (see `audit_configured`)."""
         listed = self.auditors or self.approvers
-        return self.is_full_member(user_id) and (not listed or self._listed(user_id, listed))
+        return bool(listed) and self.is_full_member(user_id) and self._listed(user_id, listed)
+
+    @property
+    def audit_configured(self) -> bool:
+        """Someone is named to read the audit trail (TFLOCK_AUDITORS or TFLOCK_APPROVERS)."""
+        return bool(self.auditors or self.approvers)
+
+    def bot_check(self, user_id: str) -> BotCheck:
+        """is_bot, or the CannotCheck saying why Slack could not tell (for the workflow to refuse and record)."""
+        try:
+            return self.is_bot(user_id)
+        except CannotCheck as exc:
+            return exc
 
     def is_bot(self, user_id: str) -> bool:
+        """SlackLookupFailed if Slack could not be asked."""
         user = self._user(user_id)
         return user is None or bool(user.get("is_bot") or user.get("is_app_user") or user_id == "USLACKBOT")
 
@@ -92,9 +122,10 @@ class People:
         def load() -> dict[str, object]:
             try:
                 answer = self.client.auth_test()
-            except SlackApiError as exc:
-                log.error("auth.test failed (%s): nobody can be checked as a member", exc.response.get("error"))
-                return {}
+            except (SlackApiError, SlackClientError) as exc:
+                failure = _failure("auth.test", exc)
+                log.error("%s: nobody can be checked as a member until it answers", failure)
+                raise failure from None
             return {"team_id": answer.get("team_id"), "enterprise_id": answer.get("enterprise_id")}
 
         home = self._users.get("\x00home", load)
@@ -102,14 +133,22 @@ class People:
         return home
 
     def _user(self, user_id: str) -> dict[str, object] | None:
-        """users.info, cached; None when Slack would not say (which counts as nobody: fail closed)."""
+        """users.info, cached; None when Slack says there is no such user (which counts as nobody).
+
+        SlackLookupFailed (not cached) when Slack could not be asked: the caller refuses, fail closed.
+        """
 
         def load() -> dict[str, object] | None:
             try:
                 user = self.client.users_info(user=user_id)["user"]
             except SlackApiError as exc:
-                log.warning("users.info for %s failed (%s); they count as nobody", user_id, exc.response.get("error"))
-                return None
+                if exc.response.get("error") in _NO_SUCH_USER:
+                    return None
+                failure = _failure(f"users.info for {user_id}", exc)
+                log.warning("%s; asked again next time", failure)
+                raise failure from None
+            except SlackClientError as exc:
+                raise _failure(f"users.info for {user_id}", exc) from None
             return dict(user)
 
         user = self._users.get(user_id, load)
@@ -118,16 +157,33 @@ class People:
     def _listed(self, user_id: str, entries: Sequence[str]) -> bool:
         if user_id in entries:
             return True
-        return any(user_id in self._members(group) for group in entries if group.startswith("S"))
+        failed: CannotCheck | None = None
+        for group in (entry for entry in entries if entry.startswith("S")):
+            try:
+                if user_id in self._members(group):
+                    return True
+            except CannotCheck as exc:
+                failed = exc  # another group may still answer yes
+        if failed is not None:
+            raise failed
+        return False
 
     def _members(self, group: str) -> frozenset[str]:
         def load() -> frozenset[str]:
             try:
                 return frozenset(self.client.usergroups_users_list(usergroup=group)["users"])
             except SlackApiError as exc:
-                # Fail closed: an unreadable group grants nobody (plan_upgrade_required, no_such_subteam…).
-                log.error("cannot read user group %s: %s", group, exc.response.get("error"))
-                return frozenset()
+                if exc.response.get("error") in _NO_SUCH_GROUP:
+                    log.error("user group %s grants nobody: %s", group, exc.response.get("error"))
+                    return frozenset()
+                failure = _failure(f"usergroups.users.list for {group}", exc)
+                log.error("cannot read user group %s: %s", group, failure)
+                raise failure from None
+            except SlackClientError as exc:
+                # Fail closed, but not as a fact: the next check asks Slack again.
+                failure = _failure(f"usergroups.users.list for {group}", exc)
+                log.error("cannot read user group %s: %s", group, failure)
+                raise failure from None
 
         members = self._groups.get(group, load)
         assert isinstance(members, frozenset)

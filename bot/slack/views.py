@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -68,18 +68,19 @@ def _field(label: str, value: str) -> MarkdownTextObject:
     return MarkdownTextObject(text=_clip(f"*{label}*\n{value}", 1990))
 
 
-def request_unlock_button(address: str, lock_id: str | None) -> ButtonElement:
-    """The value pins the lock the person is looking at, so a request never lands on a newer lock."""
+def request_unlock_button(pin: str) -> ButtonElement:
+    """The value is the short ID of the pinned lock (bot/unlock/pins.py): the state and the exact lock the
+    person is looking at stay on the server, so a request never lands on a newer lock and any state key fits."""
     return ButtonElement(
         text=PlainTextObject(text="Request force-unlock"),
         action_id=Action.REQUEST_UNLOCK,
-        value=json.dumps({"state": address, "lock": lock_id}),
+        value=pin,
         style="danger",
     )
 
 
-def status_message(facts: LockFacts) -> Message:
-    """The in-channel answer to `/tflock status`."""
+def status_message(facts: LockFacts, pin: str | None = None) -> Message:
+    """The in-channel answer to `/tflock status`; the button only when the lock could be pinned."""
     if facts.answer is Answer.UNKNOWN:
         lines = [f":grey_question: *Could not tell whether* {code(facts.address)} *is locked.*"]
         lines += [f"• {escape(u)}" for u in facts.unchecked]
@@ -117,15 +118,22 @@ def status_message(facts: LockFacts) -> Message:
     if facts.problems:
         problems = "\n".join(f"• {escape(p)}" for p in facts.problems)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(f":rotating_light: {problems}"))))
-    blocks.append(ActionsBlock(elements=[request_unlock_button(facts.address, facts.lock_id)]))
+    if pin is not None:
+        blocks.append(ActionsBlock(elements=[request_unlock_button(pin)]))
     who = facts.who or "someone"
     age = facts.age or "an unknown time"
     operation = facts.operation or "unknown operation"
     return Message(escape(f"{facts.address} is locked by {who} ({operation}) for {age}"), tuple(blocks))
 
 
-def list_message(all_facts: Sequence[LockFacts], problems: Sequence[str], *, stale_only: bool) -> Message:
-    """The in-channel answer to `/tflock list [stale]`: every held lock, oldest first."""
+def list_message(
+    all_facts: Sequence[LockFacts],
+    problems: Sequence[str],
+    *,
+    stale_only: bool,
+    pins: Mapping[str, str] | None = None,
+) -> Message:
+    """The in-channel answer to `/tflock list [stale]`: every held lock, oldest first; `pins` by address."""
     what = "stale locks" if stale_only else "locks held"
     if not all_facts and problems:  # never "no locks" when something was not checked
         found = "stale locks" if stale_only else "locks"
@@ -138,6 +146,7 @@ def list_message(all_facts: Sequence[LockFacts], problems: Sequence[str], *, sta
         stale_count = sum(1 for f in all_facts if f.stale)
         header = f"{len(all_facts)} {what}" + ("" if stale_only else f", {stale_count} probably stale")
         blocks = [HeaderBlock(text=PlainTextObject(text=_clip(header, 150)))]
+        pinned = pins or {}
         for facts in all_facts[:MAX_LISTED]:
             marker = ":warning: *stale* · " if facts.stale else ""
             line = (
@@ -148,7 +157,9 @@ def list_message(all_facts: Sequence[LockFacts], problems: Sequence[str], *, sta
             blocks.append(
                 SectionBlock(
                     text=MarkdownTextObject(text=_clip(line)),
-                    accessory=request_unlock_button(facts.address, facts.lock_id) if facts.stale else None,
+                    accessory=request_unlock_button(pinned[facts.address])
+                    if facts.stale and facts.address in pinned
+                    else None,
                 )
             )
         if len(all_facts) > MAX_LISTED:
@@ -288,20 +299,29 @@ def decision_reply(request: RequestView, actor: str | None, action: str) -> str:
     return f"{final}{by}.{outcome}"
 
 
-def reason_modal(address: str, lock_id: str | None, channel: str | None) -> View:
-    """Asks for the reason when someone clicks Request force-unlock; the state travels in private_metadata."""
+def reason_modal(
+    address: str | None, channel: str | None, *, pin: str | None = None, lock_id: str | None = None
+) -> View:
+    """Asks for the reason when someone clicks Request force-unlock. The pinned lock's short ID travels in
+    private_metadata (the address itself could exceed its 3,000 characters); a button from before pins
+    gives the address and lock ID instead."""
+    what = f"the lock on {code(address)}" if address else "the lock you were shown"
     return View(
         type="modal",
         callback_id=Callback.UNLOCK_REASON,
         title=PlainTextObject(text="Request force-unlock"),
         submit=PlainTextObject(text="Request"),
         close=PlainTextObject(text="Cancel"),
-        private_metadata=json.dumps({"address": address, "lock": lock_id, "channel": channel}),
+        private_metadata=json.dumps(
+            {"pin": pin, "channel": channel} if pin else {"address": address, "lock": lock_id, "channel": channel}
+        ),
         blocks=[
             SectionBlock(
                 text=MarkdownTextObject(
-                    text=f"Ask for the lock on {code(address)} to be released. A second person must approve, "
-                    "and only the lock held right now will be deleted."
+                    text=_clip(
+                        f"Ask for {what} to be released. A second person must approve, and only the lock "
+                        "you were shown will be deleted."
+                    )
                 )
             ),
             InputBlock(

@@ -7,12 +7,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import CheckConstraint, ForeignKey, Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.audit.models import ACTOR_CHARS, ADDRESS_CHARS, CHANNEL_CHARS, LOCK_ID_CHARS
-from bot.db import Base
+from bot.audit.models import ACTOR_CHARS, ADDRESS_CHARS, CHANNEL_CHARS, SQLITE_LOCK_ID_DECLARED
+from bot.db import Base, LosslessText
 from bot.locks.model import Store
+
+PIN_ID_CHARS = 32
 
 
 class Status(StrEnum):
@@ -33,6 +35,10 @@ class Status(StrEnum):
 
 
 _STATUS_VALUES = ", ".join(f"'{status.value}'" for status in Status)
+# At most one pending request per state, enforced by the database itself (migration 0005): two people asking
+# at the same instant on two replicas cannot both get in, whatever the isolation level.
+ONE_PENDING_INDEX = "uq_unlock_requests_pending_state"
+_PENDING = text(f"status = '{Status.PENDING.value}'")
 
 
 class UnlockRequest(Base):
@@ -41,13 +47,16 @@ class UnlockRequest(Base):
         CheckConstraint(f"status IN ({_STATUS_VALUES})", name="status"),
         Index(None, "status", "expires_at"),
         Index(None, "state_address", "status"),
+        Index(ONE_PENDING_INDEX, "state_address", unique=True, sqlite_where=_PENDING, postgresql_where=_PENDING),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a random UUID
     state_address: Mapped[str] = mapped_column(String(ADDRESS_CHARS))
-    lock_id: Mapped[str | None] = mapped_column(String(LOCK_ID_CHARS))  # None when the Info was unreadable
-    # What the requester saw, byte for byte: the release deletes only this exact lock.
-    raw_info: Mapped[str] = mapped_column(Text)
+    # None when the Info was unreadable. Exactly as read, any length (migration 0006).
+    lock_id: Mapped[str | None] = mapped_column(LosslessText(SQLITE_LOCK_ID_DECLARED))
+    # What the requester saw, byte for byte (NUL and non-UTF-8 bytes included, escaped reversibly):
+    # the release deletes only this exact lock.
+    raw_info: Mapped[str] = mapped_column(LosslessText())
     in_table: Mapped[bool]
     in_lockfile: Mapped[bool]
     lockfile_etag: Mapped[str | None] = mapped_column(String(256))
@@ -136,3 +145,30 @@ class RequestView:
     @property
     def approvals_missing(self) -> int:
         return max(self.approvals_required - len(self.approvers), 0)
+
+
+class PinnedLock(Base):
+    """A lock as someone was shown it (a status, a list, an alert): what a Request force-unlock button names.
+
+    Button values and modal metadata carry only `id` (Slack limits them to 2,000 and 3,000 characters; a
+    state address alone may approach that once escaped), and the request is refused unless the lock held
+    when it is made is this one: the same raw bytes (SHA-256), and the same lock-file ETag when there is one.
+    """
+
+    __tablename__ = "pinned_locks"
+
+    id: Mapped[str] = mapped_column(String(PIN_ID_CHARS), primary_key=True)  # derived from what is pinned
+    state_address: Mapped[str] = mapped_column(String(ADDRESS_CHARS))
+    lock_id: Mapped[str | None] = mapped_column(LosslessText())  # None when the Info was unreadable
+    raw_sha256: Mapped[str] = mapped_column(String(64))
+    lockfile_etag: Mapped[str | None] = mapped_column(String(256))
+    shown_at: Mapped[datetime]
+
+
+@dataclass(frozen=True)
+class Pin:
+    id: str
+    address: str
+    lock_id: str | None
+    raw_sha256: str
+    lockfile_etag: str | None

@@ -37,7 +37,14 @@ class RefusalCode(StrEnum):
     STORES_DISAGREE = "stores_disagree"
     ALREADY_REQUESTED = "already_requested"
     LOCK_CHANGED = "lock_changed"
+    LOOKUP_FAILED = "lookup_failed"  # Slack could not say who the person is: nothing decided on a guess
 
+
+class CannotCheck(TflockError):
+    """Who someone is could not be found out right now (Slack did not answer); the text says which call failed."""
+
+
+BotCheck = bool | CannotCheck  # is the person a bot: yes, no, or Slack could not say (never cached as a fact)
 
 _BAD_INPUT = {RefusalCode.UNKNOWN_REQUEST, RefusalCode.MISSING_REASON, RefusalCode.REASON_TOO_LONG}
 
@@ -71,7 +78,9 @@ class UnlockPolicy:
             allowed_channels=frozenset(settings.allowed_channels),
         )
 
-    def check_requester(self, is_bot: bool, channel: str | None) -> None:
+    def check_requester(self, is_bot: BotCheck, channel: str | None) -> None:
+        if isinstance(is_bot, CannotCheck):
+            raise refuse_lookup_failed(is_bot)
         if is_bot:
             raise refuse_bot()
         if self.allowed_channels and channel not in self.allowed_channels:
@@ -97,8 +106,10 @@ class UnlockPolicy:
             )
         return cleaned
 
-    def check_approver(self, request: RequestView, approver: str, is_bot: bool) -> None:
+    def check_approver(self, request: RequestView, approver: str, is_bot: BotCheck) -> None:
         """Bot, self-approval, approver list — what does not depend on the request's moment-to-moment state."""
+        if isinstance(is_bot, CannotCheck):
+            raise refuse_lookup_failed(is_bot, request)
         if is_bot:
             raise refuse_bot(request)
         refuse_if_decided(request)
@@ -110,7 +121,9 @@ class UnlockPolicy:
             )
         self._require_approver(request, approver)
 
-    def check_rejecter(self, request: RequestView, actor: str, is_bot: bool) -> None:
+    def check_rejecter(self, request: RequestView, actor: str, is_bot: BotCheck) -> None:
+        if isinstance(is_bot, CannotCheck):
+            raise refuse_lookup_failed(is_bot, request)
         if is_bot:
             raise refuse_bot(request)
         refuse_if_decided(request)
@@ -118,7 +131,9 @@ class UnlockPolicy:
             raise Refused(RefusalCode.USE_CANCEL, "You made this request: use Cancel to withdraw it.", request)
         self._require_approver(request, actor)
 
-    def check_canceller(self, request: RequestView, actor: str, is_bot: bool) -> None:
+    def check_canceller(self, request: RequestView, actor: str, is_bot: BotCheck) -> None:
+        if isinstance(is_bot, CannotCheck):
+            raise refuse_lookup_failed(is_bot, request)
         if is_bot:
             raise refuse_bot(request)
         refuse_if_decided(request)
@@ -130,7 +145,11 @@ class UnlockPolicy:
             )
 
     def _require_approver(self, request: RequestView, actor: str) -> None:
-        if not self.is_approver(actor):
+        try:
+            approver = self.is_approver(actor)
+        except CannotCheck as exc:
+            raise refuse_lookup_failed(exc, request) from None
+        if not approver:
             raise Refused(
                 RefusalCode.NOT_APPROVER,
                 "You are not an approver for force-unlocks (TFLOCK_APPROVERS); ask someone who is.",
@@ -140,6 +159,14 @@ class UnlockPolicy:
 
 def refuse_bot(request: RequestView | None = None) -> Refused:
     return Refused(RefusalCode.BOT, "Bots cannot request, approve or reject a force-unlock; a person must.", request)
+
+
+def refuse_lookup_failed(cause: CannotCheck, request: RequestView | None = None) -> Refused:
+    return Refused(
+        RefusalCode.LOOKUP_FAILED,
+        f"Slack could not be asked who you are right now ({cause}), so nothing was changed; try again in a minute.",
+        request,
+    )
 
 
 def refuse_if_decided(request: RequestView) -> None:

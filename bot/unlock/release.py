@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from bot.errors import TflockError
+from bot.locks.aws import Removal
 from bot.locks.directory import LockDirectory
 from bot.locks.dynamodb import TableItemChanged
+from bot.locks.facts import printable
 from bot.locks.lockfile import LockFileChanged
 from bot.locks.model import LockSnapshot, StateLock, Store
 from bot.unlock.models import Status
@@ -96,19 +98,24 @@ def delete_seen(directory: LockDirectory, lock: StateLock, seen: Seen) -> Deleti
     """Compare-and-delete in every store that holds the lock; call only after `compare` said UNCHANGED."""
     backend = directory.backends.for_address(lock.address)
     deleted: list[str] = []
+
+    def removed(location: str, removal: Removal) -> None:
+        if removal is Removal.DELETED:
+            deleted.append(location)
+        elif removal is Removal.RESPONSE_LOST:  # our own first attempt deleted it: the release is ours
+            deleted.append(f"{location} ({Removal.RESPONSE_LOST})")
+
     try:
         if lock.lockfile is not None:
             lockfiles = directory.lockfiles(backend)
             if lockfiles is None or seen.lockfile_etag is None:
                 raise TflockError(f"cannot delete {lock.lockfile.location} conditionally: no ETag was recorded")
-            if lockfiles.delete_if_unchanged(lock.address, seen.lockfile_etag):
-                deleted.append(lock.lockfile.location)
+            removed(lock.lockfile.location, lockfiles.delete_if_unchanged(lock.address, seen.lockfile_etag))
         if lock.table is not None:
             table = directory.table(backend)
             if table is None:
                 raise TflockError(f"the lock is in {lock.table.location}, which is no longer configured")
-            if table.delete_if_unchanged(lock.address, seen.raw_info):
-                deleted.append(lock.table.location)
+            removed(lock.table.location, table.delete_if_unchanged(lock.address, seen.raw_info))
     except (LockFileChanged, TableItemChanged) as exc:
         return Deletion(Status.SUPERSEDED, tuple(deleted), _with_deleted(str(exc), deleted))
     except TflockError as exc:
@@ -121,10 +128,17 @@ def delete_seen(directory: LockDirectory, lock: StateLock, seen: Seen) -> Deleti
 
 
 def _describe(snapshot: LockSnapshot, seen: Seen) -> str:
-    wanted = seen.lock_id or "(unreadable)"
+    """Lock IDs are untrusted text (any length, NUL, control characters): shown escaped and shortened."""
+    wanted = _shown(seen.lock_id) if seen.lock_id else "(unreadable)"
     if snapshot.lock_id is not None and snapshot.lock_id == seen.lock_id:
         return f"lock {wanted} with a different Info than the one approved"
-    return f"{'lock ' + snapshot.lock_id if snapshot.lock_id else 'an unreadable lock'}, not the lock {wanted} approved"
+    now = f"lock {_shown(snapshot.lock_id)}" if snapshot.lock_id else "an unreadable lock"
+    return f"{now}, not the lock {wanted} approved"
+
+
+def _shown(lock_id: str, limit: int = 200) -> str:
+    text = printable(lock_id)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _with_deleted(note: str, deleted: list[str]) -> str:

@@ -18,6 +18,7 @@ started), changed → superseded, still held unchanged → failed, so people ask
 
 from __future__ import annotations
 
+import hmac
 import logging
 import re
 import uuid
@@ -37,9 +38,12 @@ from bot.db import DatabaseUnavailable, describe_error
 from bot.errors import BadInput, TflockError
 from bot.locks.address import LockIdRef, StateAddress, parse_state
 from bot.locks.directory import LockDirectory
+from bot.locks.facts import printable
+from bot.locks.lockinfo import raw_digest
 from bot.locks.model import Answer, StateLock, Store
-from bot.unlock.models import Approval, RequestView, Status, UnlockRequest
+from bot.unlock.models import Approval, Pin, RequestView, Status, UnlockRequest
 from bot.unlock.policy import (
+    BotCheck,
     RefusalCode,
     Refused,
     UnlockPolicy,
@@ -78,12 +82,14 @@ class UnlockWorkflow:
         clock: Clock,
         *,
         executing_grace: timedelta = EXECUTING_GRACE,
+        on_reconcile_failure: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
         self.directory = directory
         self.policy = policy
         self.clock = clock
         self.executing_grace = executing_grace
+        self.on_reconcile_failure = on_reconcile_failure  # counted in /metrics by the bot
 
     # -- what people do -------------------------------------------------------------------------
     def request(
@@ -93,13 +99,15 @@ class UnlockWorkflow:
         reason: str,
         channel: str | None,
         *,
-        is_bot: bool = False,
+        is_bot: BotCheck = False,
         expected_lock_id: str | None = None,
+        pinned: Pin | None = None,
     ) -> RequestView:
         """Ask for a force-unlock of the lock held now; it waits for approvals until it expires.
 
-        `expected_lock_id` is the lock the person was looking at (a button, an alert, a typed lock ID):
-        if another lock holds the state by now, the request is refused rather than pinned to that one.
+        `expected_lock_id` is the lock the person was looking at (a typed lock ID, an old button), `pinned`
+        the lock a button was shown for (its raw bytes' SHA-256 and ETag, so a lock with unreadable Info is
+        pinned too): if another lock holds the state by now, the request is refused rather than made for it.
         """
         with self._attempt("request", requester, channel=channel) as attempt:
             self.policy.check_requester(is_bot, channel)
@@ -115,66 +123,102 @@ class UnlockWorkflow:
             if expected_lock_id is not None and seen.lock_id != expected_lock_id:
                 raise Refused(
                     RefusalCode.LOCK_CHANGED,
-                    f"The lock on {address} is not the one you were looking at (ID {expected_lock_id}); it is now "
-                    f"{seen.lock_id or 'a lock with unreadable info'}. Check `/tflock status {address}` and ask again.",
+                    f"The lock on {address} is not the one you were looking at (ID {printable(expected_lock_id)}); it "
+                    f"is now {printable(seen.lock_id) if seen.lock_id else 'a lock with unreadable info'}. Check "
+                    f"`/tflock status {address}` and ask again.",
+                )
+            if pinned is not None and not _is_pinned(seen, pinned):
+                shown = f"lock {printable(pinned.lock_id)}" if pinned.lock_id else "a lock with unreadable info"
+                now_held = f"lock {printable(seen.lock_id)}" if seen.lock_id else "a lock with unreadable info"
+                raise Refused(
+                    RefusalCode.LOCK_CHANGED,
+                    f"The lock on {address} is not the one you were shown ({shown}); it is now {now_held} "
+                    f"(another lock, or one written again). Check `/tflock status {address}` and ask again.",
                 )
             now = self._now()
-            with self.sessions.begin() as session:
-                waiting = session.scalars(
-                    select(UnlockRequest)
-                    .where(
-                        UnlockRequest.state_address == str(address),
-                        UnlockRequest.status == Status.PENDING,
-                        UnlockRequest.expires_at > now,
-                    )
-                    .order_by(UnlockRequest.created_at)
-                    .limit(1)
-                ).first()
-                if waiting is not None:
-                    raise Refused(
-                        RefusalCode.ALREADY_REQUESTED,
-                        f"A force-unlock of {address} is already waiting for approval (asked by {waiting.requester} "
-                        f"at {waiting.created_at:%H:%M} UTC); approve or cancel that one instead.",
-                        self._view(session, waiting),
-                    )
-                row = UnlockRequest(
-                    id=str(uuid.uuid4()),
-                    state_address=str(address),
-                    lock_id=seen.lock_id,
-                    raw_info=seen.raw_info,
-                    in_table=seen.in_table,
-                    in_lockfile=seen.in_lockfile,
-                    lockfile_etag=seen.lockfile_etag,
-                    requester=_id(requester),
-                    reason=cleaned_reason,
-                    channel=storable(channel, CHANNEL_CHARS),
-                    status=Status.PENDING,
-                    approvals_required=self.policy.approvals_required,
-                    created_at=now,
-                    expires_at=now + self.policy.request_ttl,
-                )
-                session.add(row)
-                session.flush()
-                view = self._view(session, row)
-                self._record(
-                    session,
-                    AuditAction.REQUESTED,
-                    view,
-                    actor=requester,
-                    at=now,
-                    detail={
-                        "reason": cleaned_reason,
-                        "held_in": list(view.held_in),
-                        "raw_info": seen.raw_info,
-                        "lockfile_etag": seen.lockfile_etag,
-                        "approvals_required": view.approvals_required,
-                        "expires_at": view.expires_at,
-                    },
-                )
+            try:
+                view = self._insert_request(address, seen, requester, cleaned_reason, channel, now)
+            except IntegrityError:
+                # Someone else's request for this state got in first (the one-pending index): tell them which.
+                with self.sessions.begin() as session:
+                    waiting = self._pending(session, address)
+                    if waiting is None:
+                        raise
+                    raise self._already_requested(session, address, waiting) from None
             log.info("unlock request %s for %s by %s", view.id, view.address, requester)
             return view
 
-    def approve(self, request_id: str, approver: str, *, is_bot: bool = False) -> RequestView:
+    def _insert_request(
+        self, address: StateAddress, seen: Seen, requester: str, reason: str, channel: str | None, now: datetime
+    ) -> RequestView:
+        """The new pending request with its `requested` event; IntegrityError if another is pending for the state."""
+        with self.sessions.begin() as session:
+            for due in session.scalars(  # pending but past its time: expire it now, so it does not block this one
+                select(UnlockRequest.id).where(
+                    UnlockRequest.state_address == str(address),
+                    UnlockRequest.status == Status.PENDING,
+                    UnlockRequest.expires_at <= now,
+                )
+            ).all():
+                self._expire(session, due, now)
+        with self.sessions.begin() as session:
+            waiting = self._pending(session, address)
+            if waiting is not None:
+                raise self._already_requested(session, address, waiting)
+            row = UnlockRequest(
+                id=str(uuid.uuid4()),
+                state_address=str(address),
+                lock_id=seen.lock_id,
+                raw_info=seen.raw_info,
+                in_table=seen.in_table,
+                in_lockfile=seen.in_lockfile,
+                lockfile_etag=seen.lockfile_etag,
+                requester=_id(requester),
+                reason=reason,
+                channel=storable(channel, CHANNEL_CHARS),
+                status=Status.PENDING,
+                approvals_required=self.policy.approvals_required,
+                created_at=now,
+                expires_at=now + self.policy.request_ttl,
+            )
+            session.add(row)
+            session.flush()
+            view = self._view(session, row)
+            self._record(
+                session,
+                AuditAction.REQUESTED,
+                view,
+                actor=requester,
+                at=now,
+                detail={
+                    "reason": reason,
+                    "held_in": list(view.held_in),
+                    "raw_info": seen.raw_info,  # escaped and cut to 4,000 characters here; the digest is exact
+                    "raw_info_sha256": raw_digest(seen.raw_info),
+                    "lockfile_etag": seen.lockfile_etag,
+                    "approvals_required": view.approvals_required,
+                    "expires_at": view.expires_at,
+                },
+            )
+        return view
+
+    def _pending(self, session: Session, address: StateAddress) -> UnlockRequest | None:
+        return session.scalars(
+            select(UnlockRequest)
+            .where(UnlockRequest.state_address == str(address), UnlockRequest.status == Status.PENDING)
+            .order_by(UnlockRequest.created_at)
+            .limit(1)
+        ).first()
+
+    def _already_requested(self, session: Session, address: StateAddress, waiting: UnlockRequest) -> Refused:
+        return Refused(
+            RefusalCode.ALREADY_REQUESTED,
+            f"A force-unlock of {address} is already waiting for approval (asked by {waiting.requester} "
+            f"at {waiting.created_at:%H:%M} UTC); approve or cancel that one instead.",
+            self._view(session, waiting),
+        )
+
+    def approve(self, request_id: str, approver: str, *, is_bot: BotCheck = False) -> RequestView:
         """Count one approval; the one that completes the quorum releases the lock before returning."""
         with self._attempt("approve", approver, request_id=request_id) as attempt:
             request = self._known(request_id, attempt)
@@ -216,7 +260,7 @@ class UnlockWorkflow:
             # Only the approval that completed the quorum gets here with it; it alone runs the release.
             return self._release(current, actor=approver) if quorum else current
 
-    def reject(self, request_id: str, rejecter: str, *, is_bot: bool = False, note: str = "") -> RequestView:
+    def reject(self, request_id: str, rejecter: str, *, is_bot: BotCheck = False, note: str = "") -> RequestView:
         """An approver turns the request down; nothing is deleted."""
         with self._attempt("reject", rejecter, request_id=request_id) as attempt:
             request = self._known(request_id, attempt)
@@ -224,7 +268,7 @@ class UnlockWorkflow:
             outcome = storable(note.strip(), self.policy.max_reason_chars) or None
             return self._decide(request, rejecter, Status.REJECTED, outcome)
 
-    def cancel(self, request_id: str, requester: str, *, is_bot: bool = False) -> RequestView:
+    def cancel(self, request_id: str, requester: str, *, is_bot: BotCheck = False) -> RequestView:
         """The requester withdraws the request; nothing is deleted."""
         with self._attempt("cancel", requester, request_id=request_id) as attempt:
             request = self._known(request_id, attempt)
@@ -285,8 +329,8 @@ class UnlockWorkflow:
         ended: list[RequestView] = []
         try:
             with self.sessions() as session:
-                rows = session.scalars(
-                    select(UnlockRequest)
+                stuck = session.scalars(
+                    select(UnlockRequest.id)
                     .where(
                         or_(
                             and_(UnlockRequest.status == Status.EXECUTING, UnlockRequest.executing_at <= cutoff),
@@ -295,21 +339,30 @@ class UnlockWorkflow:
                     )
                     .order_by(UnlockRequest.created_at)
                 ).all()
-                stuck = [self._view(session, row) for row in rows]
-            for request in stuck:
-                try:
-                    lock = self.directory.read(_address(request))
-                except TflockError as exc:
-                    log.warning("cannot reconcile unlock request %s yet: %s", request.id, exc)
-                    continue
-                comparison = compare(_seen(request), lock)
-                outcome, note = _reconciled(request.status, comparison)
-                view = self._finish(request, request.status, outcome, actor=None, note=note, reconciled=comparison)
-                if view is not None:
-                    ended.append(view)
         except SQLAlchemyError as exc:
             raise AuditUnavailable(f"could not reconcile requests: {describe_error(exc)}") from exc
+        for request_id in stuck:  # each on its own: one that fails does not hold up the others
+            try:
+                view = self._reconcile_one(request_id)
+            except Exception as exc:
+                self.on_reconcile_failure()
+                log.error("could not reconcile unlock request %s, trying again next sweep: %s", request_id, exc)
+                log.debug("reconciliation failure", exc_info=exc)
+                continue
+            if view is not None:
+                ended.append(view)
         return ended
+
+    def _reconcile_one(self, request_id: str) -> RequestView | None:
+        request = self._current(request_id)
+        try:
+            lock = self.directory.read(_address(request))
+        except TflockError as exc:
+            log.warning("cannot reconcile unlock request %s yet: %s", request.id, exc)
+            return None
+        comparison = compare(_seen(request), lock)
+        outcome, note = _reconciled(request.status, comparison)
+        return self._finish(request, request.status, outcome, actor=None, note=note, reconciled=comparison)
 
     # -- the release -------------------------------------------------------------------------------
     def _release(self, request: RequestView, actor: str | None) -> RequestView:
@@ -352,6 +405,7 @@ class UnlockWorkflow:
                 detail = {
                     "stores": [s.location for s in lock.snapshots],
                     "raw_info": request.raw_info,
+                    "raw_info_sha256": raw_digest(request.raw_info),
                     "lockfile_etag": request.lockfile_etag,
                 }
                 self._record(session, AuditAction.EXECUTING, request, actor=actor, at=now, detail=detail)
@@ -452,7 +506,7 @@ class UnlockWorkflow:
         result = session.execute(
             update(UnlockRequest)
             .where(UnlockRequest.id == request_id, UnlockRequest.status == from_, *also)
-            .values(status=to, **values)
+            .values(status=to, **_storable_values(values))
             .execution_options(synchronize_session=False)
         )
         return cast(CursorResult[Any], result).rowcount == 1
@@ -588,6 +642,12 @@ def _seen_now(lock: StateLock) -> Seen:
     )
 
 
+def _is_pinned(seen: Seen, pinned: Pin) -> bool:
+    """The very lock the button was shown for: the same raw bytes and, for a lock file, the same ETag."""
+    same_bytes = hmac.compare_digest(raw_digest(seen.raw_info), pinned.raw_sha256)
+    return same_bytes and (pinned.lockfile_etag is None or seen.lockfile_etag == pinned.lockfile_etag)
+
+
 def _seen(request: RequestView) -> Seen:
     return Seen(
         raw_info=request.raw_info,
@@ -626,6 +686,13 @@ def _reconciled(status: Status, comparison: Comparison) -> tuple[Status, str]:
         f"the bot stopped {stopped} and the lock is still held unchanged{partly}; nothing was deleted by "
         "reconciliation — ask again if it should still be released"
     )
+
+
+def _storable_values(values: dict[str, Any]) -> dict[str, Any]:
+    """A note about how a request ended may quote a lock's ID or Info: stored escaped (no NUL), never refused."""
+    if isinstance(values.get("outcome"), str):
+        return {**values, "outcome": storable(values["outcome"], None)}
+    return values
 
 
 def _already_approved(request: RequestView) -> Refused:

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, Integer, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bot.audit.models import ADDRESS_CHARS, CHANNEL_CHARS, LOCK_ID_CHARS
-from bot.db import Base
+from bot.audit.models import ADDRESS_CHARS, CHANNEL_CHARS, SQLITE_LOCK_ID_DECLARED
+from bot.db import Base, LosslessText
 
 LOCK_KEY_CHARS = 64
 BACKEND_CHARS = 64
@@ -31,8 +31,10 @@ class WatchAlert(Base):
     lock_key: Mapped[str] = mapped_column(String(LOCK_KEY_CHARS))
     state_address: Mapped[str] = mapped_column(String(ADDRESS_CHARS))
     backend: Mapped[str] = mapped_column(String(BACKEND_CHARS))
-    lock_id: Mapped[str | None] = mapped_column(String(LOCK_ID_CHARS))  # None when the Info was unreadable
-    raw_info: Mapped[str] = mapped_column(Text)  # what was seen, for the message shown once the lock is gone
+    # None when the Info was unreadable; both exactly as read (LosslessText), for the message shown once
+    # the lock is gone and to find the force-unlock that released it.
+    lock_id: Mapped[str | None] = mapped_column(LosslessText(SQLITE_LOCK_ID_DECLARED))
+    raw_info: Mapped[str] = mapped_column(LosslessText())
     lock_created_at: Mapped[datetime | None]
     claimed_at: Mapped[datetime]
     channel: Mapped[str | None] = mapped_column(String(CHANNEL_CHARS))

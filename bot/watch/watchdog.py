@@ -29,13 +29,12 @@ from sqlalchemy import ColumnElement, CursorResult, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
-from bot.audit.models import LOCK_ID_CHARS
-from bot.audit.writer import storable
 from bot.db import describe_error
 from bot.errors import TflockError
 from bot.locks.address import StateAddress
 from bot.locks.directory import BackendProblem, LockDirectory
 from bot.locks.facts import LockFacts, lock_facts
+from bot.locks.lockinfo import raw_digest
 from bot.locks.model import Answer, StateLock
 from bot.metrics import Metrics
 from bot.unlock.models import Approval, RequestView, Status, UnlockRequest
@@ -128,8 +127,8 @@ def lock_key(lock: StateLock) -> str:
     primary = lock.primary
     assert primary is not None, "only held locks have a key"
     lock_id = primary.lock_id
-    identity = f"id:{lock_id}" if lock_id else "raw:" + hashlib.sha256(primary.raw_info.encode()).hexdigest()
-    return hashlib.sha256(f"{lock.address}\n{identity}".encode()).hexdigest()
+    identity = f"id:{lock_id}" if lock_id else "raw:" + raw_digest(primary.raw_info)
+    return hashlib.sha256(f"{lock.address}\n{identity}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def _replica_name() -> str:
@@ -267,8 +266,8 @@ class Watchdog:
             lock_key=key,
             state_address=str(lock.address),
             backend=lock.backend[:BACKEND_CHARS],
-            lock_id=storable(primary.lock_id, LOCK_ID_CHARS),
-            raw_info=storable(primary.raw_info, None) or "",
+            lock_id=primary.lock_id,
+            raw_info=primary.raw_info,
             lock_created_at=lock.created,
             claimed_at=now,
             lease_owner=self.owner,

@@ -22,6 +22,7 @@ from bot.audit.chain import event_hash
 from bot.audit.models import AuditAction, AuditRecord
 from bot.audit.query import (
     COLUMNS,
+    FORMULA_STARTS,
     AuditFilter,
     ExportTooLarge,
     as_row,
@@ -300,3 +301,25 @@ def test_the_planner_uses_an_index_for_each_filter(
         connection.execute(text("ANALYZE"))
     assert index in plan(sessions, where)
     assert index in plan(sessions, where, newest_first=True)
+
+
+def test_the_slack_csv_is_spreadsheet_safe_and_the_cli_csv_canonical(sessions: sessionmaker[Session]) -> None:
+    """Whoever can write the lock table chooses the lock ID: a formula must not reach the auditor's spreadsheet."""
+    hostile = ['=HYPERLINK("http://evil.test","x")', "+1+cmd|' /C calc'!A0", "-2+3", "@SUM(A1)", "\tx", "\rx"]
+    with sessions.begin() as session:
+        for n, lock_id in enumerate(hostile):
+            record_event(
+                session, AuditAction.STATUS, at=NOW, actor="UALICE", state_address=f"{PROD}{n}", lock_id=lock_id
+            )
+    out = io.BytesIO()
+    export_csv(sessions, AuditFilter(), out, max_rows=100, max_bytes=1_000_000)
+    slack_rows = list(csv.DictReader(io.StringIO(out.getvalue().decode("utf-8"))))
+    assert [row["lock_id"] for row in slack_rows] == ["'" + lock_id for lock_id in hostile]
+    assert all(not cell.startswith(FORMULA_STARTS) for row in slack_rows for cell in row.values())
+    assert slack_rows[0]["state_address"] == f"{PROD}0"  # everything else as it was
+
+    canonical, _ = written(
+        list(stream_events(sessions, AuditFilter())), "csv"
+    )  # what `audit query --format csv` writes
+    cli_rows = list(csv.DictReader(io.StringIO(canonical)))
+    assert [row["lock_id"] for row in cli_rows] == hostile

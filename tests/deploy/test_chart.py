@@ -87,7 +87,7 @@ def test_pods_run_as_non_root_with_a_read_only_root_filesystem(rendered: Rendere
 
 def test_bot_has_liveness_on_healthz_and_readiness_on_readyz(rendered: Rendered) -> None:
     bot = rendered.bot
-    assert bot["command"] == ["tflock-bot"] and bot["args"] == ["serve"]
+    assert bot["command"] == ["tflock-bot"] and bot["args"] == ["serve", "--no-migrate"]  # the Job migrates
     assert bot["livenessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
     assert bot["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     assert bot["startupProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
@@ -178,19 +178,44 @@ def test_migrations_run_in_a_pre_install_and_pre_upgrade_hook_job(rendered: Rend
     (container,) = pod["containers"]
     assert container["command"] == ["tflock-bot"] and container["args"] == ["db", "upgrade"]
     env = rendered.env(container)
-    assert set(env) <= {"TFLOCK_DATABASE_URL", "TFLOCK_LOG_LEVEL"}  # no Slack credentials in the migration
+    # No Slack credentials in the migration; the owner's URL to migrate with, the bot's to know whom to grant.
+    assert set(env) <= {"TFLOCK_DATABASE_URL", "TFLOCK_MIGRATION_DATABASE_URL", "TFLOCK_LOG_LEVEL"}
     ref = env["TFLOCK_DATABASE_URL"]["valueFrom"]["secretKeyRef"]
     secrets = {s["metadata"]["name"]: s for s in rendered.all("Secret")}
     if ref["name"] in secrets:  # the chart's own: it must exist before the Job, as a hook with a lower weight
         hook_secret = secrets[ref["name"]]["metadata"]["annotations"]
         assert hook_secret["helm.sh/hook"] == annotations["helm.sh/hook"]
         assert int(hook_secret["helm.sh/hook-weight"]) < int(annotations["helm.sh/hook-weight"])
-        assert set(secrets[ref["name"]]["data"]) == {ref["key"]}
+        owner = env.get("TFLOCK_MIGRATION_DATABASE_URL", {}).get("valueFrom", {}).get("secretKeyRef", {}).get("key")
+        assert set(secrets[ref["name"]]["data"]) == {ref["key"]} | ({owner} if owner else set())
     else:
         assert ref["name"] == rendered.env()["TFLOCK_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["name"]
     job_labels = job["spec"]["template"]["metadata"]["labels"]
     selector = rendered.deployment["spec"]["selector"]["matchLabels"]
     assert not selector.items() <= job_labels.items(), "the bot's selector must not pick up migration pods"
+
+
+def test_the_migration_job_runs_as_the_owner_role_and_the_bot_never_sees_its_url() -> None:
+    existing = render(ci("existing-secret"))
+    (job,) = existing.one("Job")["spec"]["template"]["spec"]["containers"]
+    env = existing.env(job)
+    assert env["TFLOCK_MIGRATION_DATABASE_URL"]["valueFrom"]["secretKeyRef"] == {
+        "name": "tflock-credentials",
+        "key": "migration-database-url",
+        "optional": True,  # a Secret from before the two roles still works (one role)
+    }
+    assert env["TFLOCK_DATABASE_URL"]["valueFrom"]["secretKeyRef"]["key"] == "database-url"
+    assert "TFLOCK_MIGRATION_DATABASE_URL" not in existing.env()
+
+    values = ci("socket-mode")
+    rendered = render(values)
+    owner_url = values["secrets"]["migrationDatabaseUrl"]
+    hook = rendered.named("Secret", "tflock-migrations")
+    assert base64.b64decode(hook["data"]["TFLOCK_MIGRATION_DATABASE_URL"]).decode() == owner_url
+    bot_secret = rendered.named("Secret", "tflock")
+    assert "TFLOCK_MIGRATION_DATABASE_URL" not in bot_secret["data"]
+    assert "TFLOCK_MIGRATION_DATABASE_URL" not in rendered.env()
+    assert base64.b64encode(owner_url.encode()).decode() not in yaml.safe_dump(rendered.deployment)
 
 
 def test_socket_mode_needs_no_service_or_ingress() -> None:
@@ -297,7 +322,8 @@ def test_every_setting_can_be_given_through_values() -> None:
     rendered = render({**ci("socket-mode"), **EVERY_SETTING})
     env = rendered.env()
     aliases = {str(field.validation_alias) for field in Settings.model_fields.values()}
-    missing = aliases - set(env) - {"SLACK_SIGNING_SECRET"}  # HTTP mode only, checked there
+    # HTTP mode only, checked there; the migration Job's alone (the bot never sees the owner role's URL).
+    missing = aliases - set(env) - {"SLACK_SIGNING_SECRET", "TFLOCK_MIGRATION_DATABASE_URL"}
     assert not missing, f"settings the chart cannot set: {sorted(missing)}"
     assert "AWS_REGION" in env
     values = {name: entry["value"] for name, entry in env.items() if "value" in entry}
@@ -359,6 +385,10 @@ def test_schema_rejects_typos_and_malformed_values(change: dict[str, Any]) -> No
         ({"secrets": {"botToken": "xoxb-1", "appToken": "xapp-1"}}, "secrets.databaseUrl is required"),
         ({"secrets": {"existingSecret": "s", "botToken": "xoxb-1"}}, "leave secrets.botToken"),
         (
+            {"secrets": {"existingSecret": "s", "migrationDatabaseUrl": "postgresql://o@h/t"}},
+            "migrationDatabaseUrl empty",
+        ),
+        (
             {"secrets": {"existingSecret": "s"}, "database": {"sqlite": {"enabled": True}}, "replicaCount": 2},
             "one replica only",
         ),
@@ -389,6 +419,7 @@ def test_sqlite_trial_uses_one_pod_and_a_kept_volume() -> None:
         | {"database": {"sqlite": {"enabled": True}}}
     )
     assert rendered.all("Job") == []  # `serve` migrates the file it owns
+    assert rendered.bot["args"] == ["serve"]
     claim = rendered.one("PersistentVolumeClaim")
     assert claim["metadata"]["annotations"]["helm.sh/resource-policy"] == "keep"
     assert rendered.deployment["spec"]["strategy"] == {"type": "Recreate"}

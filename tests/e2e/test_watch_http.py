@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
+from bot.db import make_engine, make_sessions
 from tests.conftest import BUCKET, TABLE, Aws
 from tests.database import POSTGRES_URL, postgres_schema
 from tests.e2e.conftest import BotProcess, MotoServer, start_bot
 from tests.fakeslack import FakeSlack, block_actions_body, sign
+from tests.pins import pin_of
 from tests.terraform import TerraformBackend, ago
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.postgres]
@@ -71,7 +73,7 @@ def metric(bot: BotProcess, name: str) -> float:
 
 
 def test_two_replicas_send_one_alert_and_one_update(
-    replicas: list[BotProcess], slack: FakeSlack, remote_aws: Aws
+    replicas: list[BotProcess], slack: FakeSlack, remote_aws: Aws, database: str
 ) -> None:
     slack.users["U0ALICE01"] = {"id": "U0ALICE01", "name": "alice", "is_bot": False, "profile": {}}
     tf = TerraformBackend(remote_aws.s3, remote_aws.dynamodb, BUCKET, TABLE, use_lockfile=True)
@@ -83,7 +85,12 @@ def test_two_replicas_send_one_alert_and_one_update(
     shown = json.dumps(alert, ensure_ascii=False)
     assert lock.id in shown and "alice@build-agent-07 (<@U0ALICE01>)" in shown
     [button] = [e for b in alert["blocks"] if b["type"] == "actions" for e in b["elements"]]
-    assert json.loads(button["value"]) == {"state": f"{BUCKET}/{KEY}", "lock": lock.id}
+    engine = make_engine(database)
+    try:
+        pin = pin_of(make_sessions(engine), button["value"])  # what the button names, on the server
+    finally:
+        engine.dispose()
+    assert (pin.address, pin.lock_id) == (f"{BUCKET}/{KEY}", lock.id)
     for bot in replicas:
         assert metric(bot, 'tflock_locks_held{backend="default"}') == 1
         assert metric(bot, 'tflock_oldest_lock_age_seconds{backend="default"}') >= 600
@@ -103,7 +110,7 @@ def test_two_replicas_send_one_alert_and_one_update(
     body = block_actions_body(payload)
     assert replicas[1].post(body, sign(SECRET, body))[0] == 200
     [opened] = slack.wait_for("/api/views.open")
-    assert json.loads(opened.body["view"]["private_metadata"])["address"] == f"{BUCKET}/{KEY}"
+    assert json.loads(opened.body["view"]["private_metadata"])["pin"] == button["value"]
 
     tf.unlock(lock)
     [update] = slack.wait_for("/api/chat.update", timeout=15)

@@ -6,6 +6,7 @@ import pytest
 
 from bot.errors import AwsAccessDenied
 from bot.locks.address import StateAddress
+from bot.locks.aws import Removal
 from bot.locks.dynamodb import LockTable, TableItemChanged
 from bot.locks.lockfile import LockFileChanged, LockFiles
 from tests.awsdeny import deny
@@ -28,7 +29,7 @@ def test_table_deletes_the_item_it_read_and_leaves_the_digest(tf: TerraformBacke
     lock = tf.lock(KEY)
     table = LockTable(aws.dynamodb, TABLE)
     before = digest(aws)
-    assert table.delete_if_unchanged(ADDRESS, lock.info_json) is True
+    assert table.delete_if_unchanged(ADDRESS, lock.info_json) is Removal.DELETED
     assert table.read(ADDRESS) is None
     assert digest(aws) == before is not None
 
@@ -47,7 +48,7 @@ def test_table_refuses_an_item_whose_info_changed(tf: TerraformBackend, aws: Aws
 def test_table_says_when_there_was_nothing_to_delete(tf: TerraformBackend, aws: Aws) -> None:
     lock = tf.lock(KEY)
     tf.unlock(lock)
-    assert LockTable(aws.dynamodb, TABLE).delete_if_unchanged(ADDRESS, lock.info_json) is False
+    assert LockTable(aws.dynamodb, TABLE).delete_if_unchanged(ADDRESS, lock.info_json) is Removal.ABSENT
 
 
 def test_table_compares_the_raw_string_not_the_parsed_fields(tf: TerraformBackend, aws: Aws) -> None:
@@ -83,7 +84,7 @@ def test_lockfile_deletes_the_object_it_read(tf_file: TerraformBackend, aws: Aws
     files = LockFiles(aws.s3)
     snapshot = files.read(ADDRESS)
     assert snapshot is not None and snapshot.etag is not None
-    assert files.delete_if_unchanged(ADDRESS, snapshot.etag) is True
+    assert files.delete_if_unchanged(ADDRESS, snapshot.etag) is Removal.DELETED
     assert files.read(ADDRESS) is None
 
 
@@ -105,4 +106,36 @@ def test_lockfile_says_when_there_was_nothing_to_delete(tf_file: TerraformBacken
     seen = LockFiles(aws.s3).read(ADDRESS)
     assert seen is not None and seen.etag is not None
     tf_file.unlock(lock)
-    assert LockFiles(aws.s3).delete_if_unchanged(ADDRESS, seen.etag) is False
+    assert LockFiles(aws.s3).delete_if_unchanged(ADDRESS, seen.etag) is Removal.ABSENT
+
+
+def lose_first_answer(client: object, operation: str) -> list[int]:
+    """botocore's `needs-retry` hook: the first attempt succeeds in AWS, but the bot retries as if its answer
+    was lost (a read timeout after the delete happened). Returns the attempts seen."""
+    seen: list[int] = []
+
+    def retry_once(attempts: int, **_: object) -> int | None:
+        seen.append(attempts)
+        return 0 if attempts == 1 else None  # 0 s: retry at once
+
+    service = "dynamodb" if operation == "DeleteItem" else "s3"
+    client.meta.events.register_first(f"needs-retry.{service}.{operation}", retry_once)  # type: ignore[attr-defined]
+    return seen
+
+
+def test_table_delete_whose_answer_was_lost_is_ours(tf: TerraformBackend, aws: Aws) -> None:
+    lock = tf.lock(KEY)
+    attempts = lose_first_answer(aws.dynamodb, "DeleteItem")
+    assert LockTable(aws.dynamodb, TABLE).delete_if_unchanged(ADDRESS, lock.info_json) is Removal.RESPONSE_LOST
+    assert attempts == [1, 2]
+
+
+def test_lock_file_delete_whose_answer_was_lost_is_ours(tf_file: TerraformBackend, aws: Aws) -> None:
+    tf_file.lock(KEY)
+    files = LockFiles(aws.s3)
+    seen = files.read(ADDRESS)
+    assert seen is not None and seen.etag is not None
+    attempts = lose_first_answer(aws.s3, "DeleteObject")
+    assert files.delete_if_unchanged(ADDRESS, seen.etag) is Removal.RESPONSE_LOST  # the retry got NoSuchKey
+    assert attempts == [1, 2]
+    assert files.read(ADDRESS) is None

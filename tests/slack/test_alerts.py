@@ -111,16 +111,13 @@ def _lock(who: str = "alice@build-agent-07") -> tuple[StateLock, TerraformLock]:
 def test_the_alert_names_holder_operation_age_and_has_the_unlock_button() -> None:
     lock, tf_lock = _lock("<!channel>@evil")
     facts = lock_facts(lock, NOW, timedelta(hours=2))
-    message = alert_message(facts, "U0ALICE01", stale_after=timedelta(hours=2))
+    message = alert_message(facts, "U0ALICE01", stale_after=timedelta(hours=2), pin="pin-" + "a" * 28)
     shown = json.dumps(message.as_kwargs(), ensure_ascii=False)
     assert "&lt;!channel&gt;@evil (<@U0ALICE01>)" in shown and "<!channel>" not in shown
     for fact in ("acme-tfstate/network/terraform.tfstate", tf_lock.id, "apply (or destroy)", "5h 12m", "2h"):
         assert fact in shown
     actions = [b for b in message.as_kwargs()["blocks"] if b["type"] == "actions"]
-    assert json.loads(actions[0]["elements"][0]["value"]) == {
-        "state": "acme-tfstate/network/terraform.tfstate",
-        "lock": tf_lock.id,
-    }
+    assert actions[0]["elements"][0]["value"] == "pin-" + "a" * 28  # the pinned lock's short ID
     assert message.text.endswith("<@U0ALICE01>")
 
 

@@ -18,6 +18,7 @@ SCOPES = {
     "auth_test": None,
     "chat_postMessage": "chat:write",
     "chat_update": "chat:write",
+    "chat_getPermalink": None,  # needs no scope
     "chat_postEphemeral": "chat:write",
     "usergroups_users_list": "usergroups:read",
     "users_info": "users:read",

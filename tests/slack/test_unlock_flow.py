@@ -17,6 +17,7 @@ from bot.settings import load_settings
 from bot.slack.app import SlackBot, build_bot
 from tests.conftest import BUCKET, TABLE, Aws
 from tests.fakeslack import FakeSlack
+from tests.pins import pin_of
 from tests.terraform import TerraformBackend, ago
 
 KEY = "network/terraform.tfstate"
@@ -216,7 +217,7 @@ def test_a_request_from_a_button_is_pinned_to_the_lock_shown(
     command(slackbot, slack, f"status {BUCKET}/{KEY}", name="status")
     status = slack.wait_for("/response/status")[-1].body
     button = next(e for b in status["blocks"] if b["type"] == "actions" for e in b["elements"])
-    assert json.loads(button["value"]) == {"state": f"{BUCKET}/{KEY}", "lock": shown.id}
+    assert pin_of(slackbot.runtime.sessions, button["value"]).lock_id == shown.id
     click(slackbot, slack, "tflock_request_unlock", button["value"], ALICE)
     view = slack.wait_for("/api/views.open")[0].body["view"]
     tf.unlock(shown)
@@ -224,7 +225,7 @@ def test_a_request_from_a_button_is_pinned_to_the_lock_shown(
     submission = reason_submission(view["private_metadata"], "runner died")
     assert slackbot.app.dispatch(BoltRequest(body=submission, mode="socket_mode")).status == 200
     note = slack.wait_for("/api/chat.postEphemeral")[-1].body
-    assert "not the one you were looking at" in note["text"] and live.id in note["text"]
+    assert "not the one you were shown" in note["text"] and live.id in note["text"]
     assert [c for c in slack.calls_to("/api/chat.postMessage") if "blocks" in c.body] == []
 
 
@@ -247,3 +248,14 @@ def test_guests_and_outsiders_are_never_the_second_human(
     click(slackbot, slack, "tflock_approve", posted_request_id(slack), EVE, "guest")
     assert "not an approver" in ephemeral(slack, "guest")
     assert slack.calls_to("/api/chat.update") == []
+
+
+def test_a_second_request_is_pointed_at_the_first(slackbot: SlackBot, slack: FakeSlack, aws: Aws) -> None:
+    TerraformBackend(aws.s3, aws.dynamodb, BUCKET, TABLE).lock(KEY, created=ago(hours=5))
+    command(slackbot, slack, f"unlock {BUCKET}/{KEY} the CI job was cancelled")
+    first = slackbot.workflow.find(posted_request_id(slack))
+    assert first is not None and first.message_ts is not None
+    command(slackbot, slack, f"unlock {BUCKET}/{KEY} me too", user=BOB, name="second")
+    told = ephemeral(slack, "second")
+    assert "already waiting for approval" in told
+    assert f"https://acme.slack.test/archives/{CHANNEL}/p{first.message_ts.replace('.', '')}" in told

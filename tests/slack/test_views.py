@@ -13,6 +13,9 @@ NOW = datetime(2025, 3, 4, 13, 27, 30, tzinfo=UTC)
 ADDRESS = StateAddress("acme-tfstate", "network/terraform.tfstate")
 
 
+PIN = "pin-" + "q" * 28  # a pinned lock's ID (bot/unlock/pins.py)
+
+
 def facts_for(who: str = "alice@build-agent-07", hours: float = 3.1, **lock: str):  # type: ignore[no-untyped-def]
     tf = TerraformLock(ADDRESS, who=who, created=go_time(NOW - timedelta(hours=hours)), **lock)
     snapshot = LockSnapshot.from_raw(
@@ -23,7 +26,7 @@ def facts_for(who: str = "alice@build-agent-07", hours: float = 3.1, **lock: str
 
 def test_status_blocks_show_the_facts_and_the_button() -> None:
     tf, facts = facts_for(operation="OperationTypePlan")
-    message = status_message(facts).as_kwargs()
+    message = status_message(facts, PIN).as_kwargs()
     section = message["blocks"][0]
     assert section["text"]["text"] == ":lock: *State lock on* `acme-tfstate/network/terraform.tfstate`"
     fields = {f["text"].split("\n")[0]: f["text"].split("\n", 1)[1] for f in section["fields"]}
@@ -33,11 +36,9 @@ def test_status_blocks_show_the_facts_and_the_button() -> None:
     assert fields["*Age*"] == "3h 6m"
     assert message["blocks"][1]["elements"][0]["text"] == ":warning: *probably stale (held longer than 2h)*"
     button = message["blocks"][-1]["elements"][0]
-    assert (button["action_id"], json.loads(button["value"]), button["style"]) == (
-        "tflock_request_unlock",
-        {"state": "acme-tfstate/network/terraform.tfstate", "lock": tf.id},  # the lock shown is pinned
-        "danger",
-    )
+    assert (button["action_id"], button["value"], button["style"]) == ("tflock_request_unlock", PIN, "danger")
+    without = status_message(facts).as_kwargs()  # no pin (the database was down): no button, still the facts
+    assert all(b["type"] != "actions" for b in without["blocks"]) and without["text"] == message["text"]
     assert message["text"].startswith("acme-tfstate/network/terraform.tfstate is locked by alice@build-agent-07")
 
 
@@ -83,11 +84,14 @@ def test_a_partial_list_never_says_no_locks() -> None:
 
 def test_list_is_capped_and_marks_stale() -> None:
     many = [facts_for(hours=h)[1] for h in (5, 1)] * 30
-    message = list_message(many, ["other: AWS denied dynamodb:Scan on table x"], stale_only=False).as_kwargs()
+    pins = {many[0].address: PIN}
+    message = list_message(many, ["other: AWS denied dynamodb:Scan on table x"], stale_only=False, pins=pins)
+    message = message.as_kwargs()
     assert len(message["blocks"]) <= 50
     assert message["blocks"][0]["text"]["text"] == "60 locks held, 30 probably stale"
     assert message["blocks"][1]["text"]["text"].startswith(":warning: *stale*")
     assert message["blocks"][1]["accessory"]["action_id"] == "tflock_request_unlock"
+    assert message["blocks"][1]["accessory"]["value"] == PIN
     assert "accessory" not in message["blocks"][2]
     assert any("…and 20 more" in str(b) for b in message["blocks"])
     assert "dynamodb:Scan" in str(message["blocks"][-1])
@@ -102,16 +106,20 @@ def test_the_longest_state_address_still_fits_slack_limits() -> None:
     from bot.slack.views import approval_message, reason_modal
     from bot.unlock.models import RequestView, Status
 
-    address = StateAddress("acme-tfstate", "env:/" + "feature-branch/" * 66 + "terraform.tfstate")
-    assert len(address.key.encode()) <= 1024
+    # S3's longest key (1,024 bytes), in characters that JSON would escape six times over.
+    address = StateAddress("acme-tfstate", "env:/" + "é/" * 334 + "terraform.tfstate")
+    assert 1000 < len(address.key.encode()) <= 1024
     tf, _ = facts_for()
     snapshot = LockSnapshot.from_raw(
         address, Store.TABLE, "DynamoDB table terraform-locks", "terraform-locks", tf.info_json
     )
     facts = lock_facts(StateLock(address, "default", table=snapshot), NOW, timedelta(hours=2))
-    status_message(facts).as_kwargs()  # slack_sdk validates every limit in to_dict()
-    list_message([facts] * 45, [], stale_only=False).as_kwargs()
-    reason_modal(str(address), tf.id, "C0INCIDENT").to_dict()
+    status = status_message(facts, PIN).as_kwargs()  # slack_sdk validates every limit in to_dict()
+    assert status["blocks"][-1]["elements"][0]["value"] == PIN
+    list_message([facts] * 45, [], stale_only=False, pins={facts.address: PIN}).as_kwargs()
+    modal = reason_modal(None, "C0INCIDENT", pin=PIN).to_dict()
+    reason_modal(str(address), "C0INCIDENT", lock_id=tf.id).to_dict()  # a button from before pins
+    assert len(modal["private_metadata"]) <= 3000 and json.loads(modal["private_metadata"])["pin"] == PIN
     request = RequestView(
         id="0" * 8 + "-0000-4000-8000-" + "0" * 12,
         address=str(address),

@@ -3,6 +3,7 @@
 Run as `python -m tests.unlock.approver_process <database-url>` with the AWS and TFLOCK_* environment of
 the test. Each stdin line is JSON {"request_id", "approvers", "start"}: every approver clicks Approve in
 its own thread at wall-clock time `start`; one JSON line of outcomes is written back per command.
+A line {"state", "requesters", "start"} asks for force-unlocks of one state the same way.
 """
 
 from __future__ import annotations
@@ -41,6 +42,28 @@ def approve_together(workflow: UnlockWorkflow, request_id: str, approvers: list[
     return outcomes
 
 
+def request_together(workflow: UnlockWorkflow, state: str, requesters: list[str], start: float) -> list[str]:
+    """Each requester asks for a force-unlock of `state` in its own thread at `start`: "pending:<id>" or
+    "refused:<why>:<id of the request that was pending>"."""
+    outcomes = [""] * len(requesters)
+
+    def ask(index: int, requester: str) -> None:
+        time.sleep(max(start - time.time(), 0))
+        try:
+            outcomes[index] = f"pending:{workflow.request(state, requester, 'stuck', 'CINCIDENT').id}"
+        except Refused as refused:
+            outcomes[index] = f"refused:{refused.why}:{refused.request.id if refused.request else None}"
+        except Exception as exc:
+            outcomes[index] = f"error:{type(exc).__name__}:{exc}"
+
+    threads = [threading.Thread(target=ask, args=(i, r)) for i, r in enumerate(requesters)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return outcomes
+
+
 def main() -> None:
     engine = make_engine(sys.argv[1])
     workflow = UnlockWorkflow(
@@ -52,7 +75,10 @@ def main() -> None:
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
         command = json.loads(line)
-        outcomes = approve_together(workflow, command["request_id"], command["approvers"], command["start"])
+        if "state" in command:
+            outcomes = request_together(workflow, command["state"], command["requesters"], command["start"])
+        else:
+            outcomes = approve_together(workflow, command["request_id"], command["approvers"], command["start"])
         print(json.dumps({"outcomes": outcomes}), flush=True)
     engine.dispose()
 

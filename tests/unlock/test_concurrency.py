@@ -21,19 +21,20 @@ from pathlib import Path
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.locks.address import StateAddress
 from bot.locks.backends import load_backends
 from bot.locks.directory import LockDirectory
 from bot.settings import load_settings
-from bot.unlock.models import Status
+from bot.unlock.models import Status, UnlockRequest
 from bot.unlock.policy import RefusalCode, Refused, UnlockPolicy
 from bot.unlock.workflow import UnlockWorkflow
 from tests.conftest import BUCKET, REGION, TABLE
 from tests.database import audit_trail
 from tests.terraform import TerraformBackend, create_bucket, create_table
-from tests.unlock.approver_process import approve_together
+from tests.unlock.approver_process import approve_together, request_together
 
 REPO = Path(__file__).resolve().parents[2]
 KEY = "network/terraform.tfstate"
@@ -73,6 +74,11 @@ class Replica:
     def send(self, request_id: str, start: float) -> None:
         assert self.process.stdin is not None
         self.process.stdin.write(json.dumps({"request_id": request_id, "approvers": CLICKS, "start": start}) + "\n")
+        self.process.stdin.flush()
+
+    def ask(self, state: str, requesters: list[str], start: float) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(json.dumps({"state": state, "requesters": requesters, "start": start}) + "\n")
         self.process.stdin.flush()
 
     def outcomes(self) -> list[str]:
@@ -146,3 +152,33 @@ def test_simultaneous_approvals_release_once(
         state = directory.read(StateAddress(BUCKET, KEY))
         assert [s.raw_info for s in state.snapshots] == [relocked.info_json, relocked.info_json]
         remote.unlock(relocked)
+
+
+def test_simultaneous_requests_leave_one_pending(
+    remote: TerraformBackend, replicas: list[Replica], sessions: sessionmaker[Session]
+) -> None:
+    """Six people ask at the same instant, from threads here and in two replicas: one request, five told which."""
+    directory = LockDirectory(load_backends(load_settings()))
+    policy = UnlockPolicy(is_approver=lambda user: user.startswith("UAPPROVER"))
+    here = UnlockWorkflow(sessions, directory, policy, lambda: datetime.now(UTC))
+    remote.lock(KEY)
+    for round_ in range(5):
+        start = time.time() + 0.2
+        for index, replica in enumerate(replicas):
+            replica.ask(STATE, [f"UASKER{round_}{index}{n}" for n in range(2)], start)
+        outcomes = request_together(here, STATE, [f"UASKER{round_}H{n}" for n in range(2)], start)
+        for replica in replicas:
+            outcomes += replica.outcomes()
+
+        winners = [outcome.removeprefix("pending:") for outcome in outcomes if outcome.startswith("pending:")]
+        assert len(winners) == 1, outcomes
+        refused = f"refused:{RefusalCode.ALREADY_REQUESTED}:{winners[0]}"
+        assert sorted(outcomes) == sorted([f"pending:{winners[0]}"] + [refused] * 5), outcomes
+        with sessions() as session:
+            pending = session.scalars(
+                select(UnlockRequest.id).where(
+                    UnlockRequest.status == Status.PENDING, UnlockRequest.state_address == STATE
+                )
+            ).all()
+        assert pending == [winners[0]]
+        here.cancel(winners[0], here.find(winners[0]).requester)  # type: ignore[union-attr]

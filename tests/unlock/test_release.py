@@ -25,6 +25,7 @@ from bot.unlock.workflow import EXECUTING_GRACE, UnlockWorkflow
 from tests.awsdeny import deny
 from tests.conftest import BUCKET, TABLE, Aws
 from tests.database import audit_trail
+from tests.locks.test_compare_and_delete import lose_first_answer
 from tests.terraform import TerraformBackend, TerraformLock
 from tests.unlock.conftest import ALICE, APPROVERS, CHANNEL, REQUESTER, Clock, MakeWorkflow
 
@@ -417,3 +418,22 @@ def test_release_that_outlives_reconciliation_records_what_really_happened(
     assert [e.action for e in trail][-3:] == ["reconciled", "failed", "reconciled"]
     assert trail[-1].detail["late_outcome"] == "executed" and trail[-1].actor == ALICE
     assert trail[-1].detail["deleted"] == [f"DynamoDB table {TABLE}"]
+
+
+def test_a_delete_whose_answer_was_lost_is_recorded_as_executed_by_tflock(
+    tf: TerraformBackend, workflow: UnlockWorkflow, directory: LockDirectory, sessions: sessionmaker[Session]
+) -> None:
+    """botocore retries a DeleteItem whose first attempt deleted the item: the release is still ours."""
+    tf.lock(KEY)
+    request = workflow.request(STATE, REQUESTER, REASON, CHANNEL)
+    attempts = lose_first_answer(directory.backends.backends[0].clients.client("dynamodb"), "DeleteItem")
+    done = workflow.approve(request.id, ALICE)
+    assert attempts == [1, 2]
+    assert done.status is Status.EXECUTED
+    assert done.outcome == f"released from DynamoDB table {TABLE} (response lost, confirmed gone)"
+    assert not read(directory).held
+    events = audit_trail(sessions, request.id)
+    assert [e.action for e in events] == ["requested", "approved", "executing", "executed"]
+    assert events[-1].actor == ALICE and events[-1].detail["deleted"] == [
+        f"DynamoDB table {TABLE} (response lost, confirmed gone)"
+    ]

@@ -13,6 +13,7 @@ from slack_bolt import BoltRequest
 from sqlalchemy import select
 
 from bot.locks.facts import LockFacts
+from bot.locks.lockinfo import raw_digest
 from bot.slack.alerts import build_watchdog, start_watchdog
 from bot.slack.app import SlackBot
 from bot.watch.models import WatchAlert
@@ -20,6 +21,7 @@ from bot.watch.watchdog import Alert, Release, Watchdog
 from tests.awsfaults import inject_error
 from tests.conftest import BUCKET, TABLE, Aws
 from tests.fakeslack import FakeSlack
+from tests.pins import pin_of
 from tests.terraform import TerraformBackend, create_bucket, create_table, go_time
 from tests.watch.conftest import WATCH, Clock, MakeBot
 
@@ -83,11 +85,9 @@ def test_a_lock_crossing_the_threshold_gets_exactly_one_alert(
     for fact in (ADDRESS, lock.id, "alice@build-agent-07", "apply (or destroy)", "2h 1m", f"<@{ALICE}>"):
         assert fact in shown(alert)
     [button] = buttons(alert)
-    assert (button["action_id"], json.loads(button["value"]), button["text"]["text"]) == (
-        "tflock_request_unlock",
-        {"state": ADDRESS, "lock": lock.id},  # the button pins the lock the alert is about
-        "Request force-unlock",
-    )
+    assert (button["action_id"], button["text"]["text"]) == ("tflock_request_unlock", "Request force-unlock")
+    pin = pin_of(bot.runtime.sessions, button["value"])  # the button pins the lock the alert is about
+    assert (pin.address, pin.lock_id, pin.raw_sha256) == (ADDRESS, lock.id, raw_digest(lock.info_json))
     assert f"<@{BOB}>" not in shown(alert)
 
     for _ in range(3):
@@ -189,7 +189,9 @@ def test_unreadable_lock_files_are_alerted_by_their_raw_info(
     clock.advance(hours=3)  # the age comes from the lock file's LastModified
     watchdog.scan()
     [alert] = alerts(slack)
-    assert "unreadable" in shown(alert) and json.loads(buttons(alert)[0]["value"]) == {"state": ADDRESS, "lock": None}
+    assert "unreadable" in shown(alert)
+    pin = pin_of(watchdog.sessions, buttons(alert)[0]["value"])  # pinned by its raw bytes, not left open
+    assert (pin.address, pin.lock_id, pin.raw_sha256) == (ADDRESS, None, raw_digest("<not json>"))
     watchdog.scan()
     aws.s3.put_object(Bucket=BUCKET, Key=f"{KEY}.tflock", Body=b"<other garbage>")
     watchdog.scan()
@@ -228,7 +230,7 @@ def test_replicas_scanning_at_once_send_one_alert_per_lock(
         scan_together(watchdogs)
         if round_ == 1:
             tf.unlock(locks[0])
-    posted = [json.loads(buttons(a)[0]["value"])["state"] for a in alerts(slack)]
+    posted = [pin_of(watchdogs[0].sessions, buttons(a)[0]["value"]).address for a in alerts(slack)]
     assert sorted(posted) == sorted(str(lock.address) for lock in locks)
     assert len(updates(slack)) == 1
     assert len({w.owner for w in watchdogs}) == replicas
@@ -379,8 +381,7 @@ def test_the_alert_button_starts_the_force_unlock(
     [opened] = slack.wait_for("/api/views.open")
     view = opened.body["view"]
     metadata = json.loads(view["private_metadata"])
-    assert (metadata["address"], metadata["channel"]) == (ADDRESS, WATCH)
-    assert metadata["lock"] == json.loads(button["value"])["lock"]
+    assert metadata == {"pin": button["value"], "channel": WATCH}
     assert view["title"]["text"] == "Request force-unlock"
 
 

@@ -88,8 +88,8 @@ Cross-field rules the schema cannot say clearly; each failure names the value to
 {{- define "tflock.validate" -}}
 {{- $s := .Values.secrets }}
 {{- if $s.existingSecret }}
-  {{- if or $s.botToken $s.signingSecret $s.appToken $s.databaseUrl }}
-    {{- fail "secrets: existingSecret is set, so leave secrets.botToken, signingSecret, appToken and databaseUrl empty (the keys are read from the existing Secret; secrets.keys names them)" }}
+  {{- if or $s.botToken $s.signingSecret $s.appToken $s.databaseUrl $s.migrationDatabaseUrl }}
+    {{- fail "secrets: existingSecret is set, so leave secrets.botToken, signingSecret, appToken, databaseUrl and migrationDatabaseUrl empty (the keys are read from the existing Secret; secrets.keys names them)" }}
   {{- end }}
 {{- else }}
   {{- if not $s.botToken }}
@@ -103,6 +103,9 @@ Cross-field rules the schema cannot say clearly; each failure names the value to
   {{- end }}
   {{- if and (not .Values.database.sqlite.enabled) (not $s.databaseUrl) }}
     {{- fail "secrets.databaseUrl is required (postgresql+psycopg://user:password@host:5432/tflock), or set database.sqlite.enabled=true for a single-replica trial" }}
+  {{- end }}
+  {{- if and .Values.database.sqlite.enabled $s.migrationDatabaseUrl }}
+    {{- fail "secrets.migrationDatabaseUrl is for PostgreSQL: SQLite has no roles (leave it empty with database.sqlite.enabled)" }}
   {{- end }}
   {{- if and .Values.database.sqlite.enabled $s.databaseUrl }}
     {{- fail "secrets.databaseUrl and database.sqlite.enabled are both set: choose one audit database" }}
