@@ -21,12 +21,16 @@ RUN python -m venv /opt/tflock \
  && /opt/tflock/bin/pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements/runtime.txt
 # Then tflock itself, from only what the wheel is built from (pyproject reads README.md; migrations/ ships
 # inside the wheel as bot.migrations); .dockerignore keeps the rest out. --no-deps: nothing unlocked.
+# The build backend is locked too (requirements/build.txt): no build isolation fetching an unpinned setuptools.
+COPY requirements/build.txt ./requirements/build.txt
 COPY pyproject.toml README.md ./
 COPY bot/ ./bot/
 COPY migrations/ ./migrations/
-RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels . \
+RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r requirements/build.txt \
+ && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels . \
  && /opt/tflock/bin/pip install --no-cache-dir --no-index --no-deps /wheels/*.whl \
- && /opt/tflock/bin/pip check
+ && /opt/tflock/bin/pip check \
+ && /opt/tflock/bin/python -m pip uninstall --yes --quiet pip setuptools
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="tflock" \

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The dependency lock: uv.lock (every version and file hash, resolved for all platforms and Python ≥ 3.11)
 # and its two exports with hashes, requirements/runtime.txt (what the image installs) and
-# requirements/dev.txt (what scripts/test.sh installs).
+# requirements/dev.txt (what scripts/test.sh installs); and requirements/build.txt, pyproject.toml's
+# [build-system] requires with hashes, which the image builds tflock's wheel with.
 #
 #   bash scripts/lock.sh                          after editing pyproject.toml's dependencies
 #   bash scripts/lock.sh --upgrade                every package to its newest allowed version
@@ -47,4 +48,11 @@ fi
 mkdir -p requirements
 export_to requirements/runtime.txt --no-dev
 export_to requirements/dev.txt --extra dev
-echo "updated uv.lock, requirements/runtime.txt and requirements/dev.txt"
+# The build backend is not in uv.lock; it is compiled on its own (tests/test_lock.py checks it offline),
+# keeping the versions it has unless everything is upgraded.
+upgrade=()
+for arg in "$@"; do [ "$arg" = "--upgrade" ] || [ "$arg" = "-U" ] && upgrade=(--upgrade); done
+python3 -c 'import sys, tomllib; print(*tomllib.load(sys.stdin.buffer)["build-system"]["requires"], sep="\n")' \
+  <pyproject.toml | "$uv" pip compile --quiet --generate-hashes --universal --python-version 3.11 "${upgrade[@]}" \
+  --custom-compile-command "bash scripts/lock.sh" -o requirements/build.txt -
+echo "updated uv.lock, requirements/runtime.txt, requirements/dev.txt and requirements/build.txt"

@@ -26,6 +26,8 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
 RUNTIME = [Requirement(text) for text in PROJECT["dependencies"]]
 DEV = [Requirement(text) for text in PROJECT["optional-dependencies"]["dev"]]
+BUILD_SYSTEM = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["build-system"]
+BUILD = [Requirement(text) for text in BUILD_SYSTEM["requires"]]
 _PIN = re.compile(r"^(?P<name>[A-Za-z0-9][A-Za-z0-9._-]*)==(?P<version>[^\s;\\]+)")
 
 
@@ -61,7 +63,9 @@ def read_pins(path: Path) -> list[Pin]:
 
 
 @pytest.mark.parametrize(
-    ("name", "wanted"), [("runtime", RUNTIME), ("dev", RUNTIME + DEV)], ids=["runtime.txt", "dev.txt"]
+    ("name", "wanted"),
+    [("runtime", RUNTIME), ("dev", RUNTIME + DEV), ("build", BUILD)],
+    ids=["runtime.txt", "dev.txt", "build.txt"],
 )
 def test_every_requirement_is_pinned_by_a_version_that_satisfies_it(name: str, wanted: list[Requirement]) -> None:
     pins = read_pins(ROOT / "requirements" / f"{name}.txt")
@@ -75,12 +79,13 @@ def test_every_requirement_is_pinned_by_a_version_that_satisfies_it(name: str, w
             )
 
 
-@pytest.mark.parametrize(("name", "wanted"), [("runtime", RUNTIME), ("dev", RUNTIME + DEV)])
+@pytest.mark.parametrize(("name", "wanted"), [("runtime", RUNTIME), ("dev", RUNTIME + DEV), ("build", BUILD)])
 def test_no_stale_top_level_entry_and_every_file_hashed(name: str, wanted: list[Requirement]) -> None:
     pins = read_pins(ROOT / "requirements" / f"{name}.txt")
     assert pins
     direct = {canonicalize_name(r.name) for r in wanted}
     stale = sorted(pin.name for pin in pins if "tflock" in pin.via and pin.name not in direct)
+    stale += sorted(pin.name for pin in pins if name == "build" and not pin.via and pin.name not in direct)
     assert stale == [], f"requirements/{name}.txt has entries pyproject.toml no longer asks for: bash scripts/lock.sh"
     assert [pin.name for pin in pins if not pin.hashes] == []
 

@@ -1,9 +1,10 @@
 """The Dockerfile: hadolint, the hardening the chart relies on, and the wheel it installs, built and run.
 
-No container engine runs here, so the image itself is not built; instead the builder stage's own RUN
-commands run against exactly what it copies from a fresh clone: the locked dependencies installed with
-hashes required, then the wheel with --no-deps, into a clean virtualenv that is then run; the migrations
-ship inside it. Those tests are `slow` (a real pip install, ~40 s).
+These need no root: the builder stage's own RUN commands run against exactly what it copies from a fresh
+clone: the locked dependencies installed with hashes required, then the wheel with --no-deps, into a clean
+virtualenv that is then run; the migrations ship inside it. Those tests are `slow` (real pip installs with
+downloads: a minute or two). The image itself is built with buildah and run by tests/image
+(scripts/image-test.sh).
 """
 
 from __future__ import annotations
@@ -185,30 +186,34 @@ class CleanInstall:
         )
 
 
-def builder_commands(venv: Path, wheels: Path) -> list[list[str]]:
+def builder_commands(venv: Path, wheels: Path, python: str = "python") -> list[list[str]]:
     """The builder stage's RUN commands, split at `&&`, as they run here: /opt/tflock is `venv`, /wheels is
-    `wheels`, and `python`/`pip` are this interpreter (the image's is the same minor version)."""
+    `wheels`, and the base image's `python`/`pip` are `python` (the same minor version)."""
     _, stages = parse_dockerfile()
     commands = []
     for run in stages[0].all("RUN"):
         for part in run.split("&&"):
             words = [w.replace(VENV_ROOT, str(venv)).replace("/wheels", str(wheels)) for w in shlex.split(part)]
             if words[0] == "python":
-                words[0] = sys.executable
+                words[0] = python
             elif words[0] == "pip":
-                words[:1] = [sys.executable, "-m", "pip"]
+                words[:1] = [python, "-m", "pip"]
             commands.append(words)
     return commands
 
 
 def test_builder_installs_only_locked_files_with_hashes() -> None:
-    installs = [c for c in builder_commands(Path(VENV_ROOT), Path("/wheels")) if "install" in c]
-    locked, wheel = installs
-    assert "--require-hashes" in locked and "requirements/runtime.txt" in locked, locked
-    assert "--only-binary=:all:" in locked, "sdists would need a compiler and run code at install time"
-    assert {"--no-deps", "--no-index"} <= set(wheel), "tflock's own wheel must not pull anything unlocked"
-    wheel_build = next(c for c in builder_commands(Path(VENV_ROOT), Path("/wheels")) if "wheel" in c)
-    assert "--no-deps" in wheel_build
+    commands = builder_commands(Path(VENV_ROOT), Path("/wheels"))
+    installs = [c for c in commands if "install" in c]
+    locked = {c[c.index("-r") + 1] for c in installs if "-r" in c}
+    assert locked == {"requirements/runtime.txt", "requirements/build.txt"}, installs
+    for install in installs:
+        if "-r" in install:
+            assert "--require-hashes" in install and "--only-binary=:all:" in install, install
+        else:  # tflock's own wheel: nothing may come with it
+            assert {"--no-deps", "--no-index"} <= set(install), install
+    (wheel_build,) = [c for c in commands if "wheel" in c and "install" not in c]
+    assert {"--no-deps", "--no-build-isolation"} <= set(wheel_build), "the build backend comes from build.txt"
 
 
 @pytest.fixture(scope="module")
@@ -233,9 +238,10 @@ def clean_install(tmp_path_factory: pytest.TempPathFactory) -> CleanInstall:
             shutil.copy2(origin, context / source)
     wheels = work / "wheels"
     venv = work / "venv"
+    base = work / "base"  # stands for the base image's own Python, which the builder installs build.txt into
+    subprocess.run([sys.executable, "-m", "venv", str(base)], check=True, timeout=120)
     pip_env = {k: v for k, v in os.environ.items() if not k.startswith(("TFLOCK_", "SLACK_", "AWS_", "PYTHON"))}
-    pip_env["PIP_NO_CACHE_DIR"] = "1"  # as the image: every file downloaded and checked against its hash
-    for words in builder_commands(venv, wheels):
+    for words in builder_commands(venv, wheels, python=str(base / "bin" / "python")):
         command = [match for word in words for match in (sorted(glob.glob(word)) if "*" in word else [word])]
         step = subprocess.run(
             command, cwd=context, capture_output=True, text=True, check=False, env=pip_env, timeout=600
@@ -252,17 +258,30 @@ def clean_install(tmp_path_factory: pytest.TempPathFactory) -> CleanInstall:
 
 @pytest.mark.slow
 @pytest.mark.image
+@pytest.mark.timeout(900)  # the first one builds the layer: a real pip install, download included
 def test_clean_virtualenv_has_only_the_wheel_and_its_dependencies(clean_install: CleanInstall) -> None:
     config = (clean_install.venv / "pyvenv.cfg").read_text(encoding="utf-8")
     assert "include-system-site-packages = false" in config
-    result = clean_install.run("python", "-m", "pip", "check")
+    # The builder ran `pip check` before removing the virtualenv's own pip; check again from outside.
+    python = str(clean_install.venv / "bin" / "python")
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "--python", python, "check"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
+    for tool in ("pip", "setuptools"):  # nothing is installed at run time (docs/benchmarks.md)
+        absent = clean_install.run("python", "-c", f"import importlib.util as u; assert u.find_spec({tool!r}) is None")
+        assert absent.returncode == 0, f"{tool} is still in the runtime virtualenv"
     where = clean_install.run("python", "-c", "import bot; print(bot.__file__)")
     assert where.stdout.startswith(str(clean_install.venv)), "bot must come from the wheel, not the work tree"
 
 
 @pytest.mark.slow
 @pytest.mark.image
+@pytest.mark.timeout(900)  # the first one builds the layer: a real pip install, download included
 def test_wheel_runs_tflock_bot_help(clean_install: CleanInstall) -> None:
     result = clean_install.run("tflock-bot", "--help")
     assert result.returncode == 0, result.stderr
@@ -273,6 +292,7 @@ def test_wheel_runs_tflock_bot_help(clean_install: CleanInstall) -> None:
 
 @pytest.mark.slow
 @pytest.mark.image
+@pytest.mark.timeout(900)  # the first one builds the layer: a real pip install, download included
 def test_migrations_run_from_the_wheel_without_writing_outside_tmp(clean_install: CleanInstall, tmp_path: Path) -> None:
     """The wheel carries the migrations (bot.migrations), and `db upgrade` applies them from there."""
     located = clean_install.run("python", "-c", "from bot.db import MIGRATIONS; print(MIGRATIONS)")
