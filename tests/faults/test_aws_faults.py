@@ -36,6 +36,7 @@ from tests.faults.conftest import (
     endpoint,
     executed_count,
     is_ephemeral,
+    metric,
     metric_sum,
     said,
     slash,
@@ -254,3 +255,42 @@ def test_flood_beyond_the_queue_gets_busy_replies(
     after = slash(bot, slack, f"status {STATE}", "after")
     assert lock.id in said(after, slack, "after")
     assert metric_sum(bot, "tflock_busy_total") == len(busy)
+
+
+# -- the watchdog while AWS is down --------------------------------------------------------------
+WATCH = "C0WATCH001"
+
+
+def test_watchdog_never_calls_a_lock_released_while_aws_is_down(
+    remote_aws: Aws, aws_proxy: FaultProxy, slack: FakeSlack, bots: Bots, tmp_path: Path
+) -> None:
+    """A stale lock's alert stays an alert while scans fail: a scan that could not read is not "released"."""
+    tf = TerraformBackend(remote_aws.s3, remote_aws.dynamodb, BUCKET, TABLE, use_lockfile=True)
+    lock = tf.lock(KEY, created=ago(minutes=10), who="ci@runner-5")
+    env = bot_env(
+        endpoint(aws_proxy),
+        slack,
+        f"sqlite:///{tmp_path / 'tflock.db'}",
+        TFLOCK_WATCH_CHANNEL=WATCH,
+        TFLOCK_WATCH_INTERVAL="1s",
+        TFLOCK_STALE_AFTER="5m",
+        TFLOCK_WATCH_REMIND_AFTER="1d",
+    )
+    bot = bots(env)
+    [alert] = slack.wait_for("/api/chat.postMessage", timeout=20)
+    assert alert.body["channel"] == WATCH and lock.id in json.dumps(alert.body)
+
+    aws_proxy.reset()
+    errors_before = metric_sum(bot, "tflock_watch_scan_errors_total")
+    wait_until(
+        lambda: metric_sum(bot, "tflock_watch_scan_errors_total") >= errors_before + 2, 20, "two failed watchdog scans"
+    )
+    assert slack.calls_to("/api/chat.update") == [], "an alert was updated from a scan that could not read AWS"
+    assert metric(bot, "tflock_locks_held", backend="default") == 1  # the last clean scan's figure, kept
+
+    aws_proxy.normal()
+    tf.unlock(lock)
+    [update] = slack.wait_for("/api/chat.update", timeout=20)
+    assert "released" in json.dumps(update.body).lower(), update.body
+    assert len(slack.calls_to("/api/chat.update")) == 1
+    assert len([c for c in slack.calls_to("/api/chat.postMessage") if c.body.get("channel") == WATCH]) == 1
