@@ -154,6 +154,7 @@ def test_simultaneous_approvals_release_once(
         remote.unlock(relocked)
 
 
+@pytest.mark.slow
 def test_simultaneous_requests_leave_one_pending(
     remote: TerraformBackend, replicas: list[Replica], sessions: sessionmaker[Session]
 ) -> None:
