@@ -91,7 +91,9 @@ def every_message() -> list[views.Message]:
     return [
         views.status_message(facts),
         views.status_message(unlocked),
-        views.list_message(many, ["default: AccessDenied on dynamodb:Scan"], stale_only=False),
+        views.list_message(
+            many, ["default: AccessDenied on dynamodb:Scan"], stale_only=False, pins={f.address: "p1" for f in many}
+        ),
         views.list_message([], [], stale_only=True),
         views.help_message("Unknown command “frobnicate”."),
         views.error_message("AWS said no <to> & that"),
@@ -135,7 +137,7 @@ def test_every_block_the_bot_sends_renders(page_server: tuple[str, Workspace], c
     client = WebClient(token=TOKEN, base_url=url + "/api/")
     messages = every_message()
     used = _types([m.as_kwargs()["blocks"] for m in messages], set())
-    used |= _types(views.reason_modal(ADDRESS.lock_id, None, CHANNEL).to_dict(), set())
+    used |= _types(views.reason_modal(ADDRESS.lock_id, CHANNEL).to_dict(), set())
     missing = _kinds_the_bot_uses() - used
     assert not missing, f"add a message using {missing} to every_message()"
 
@@ -143,7 +145,7 @@ def test_every_block_the_bot_sends_renders(page_server: tuple[str, Workspace], c
     client.chat_postMessage(channel=CHANNEL, thread_ts=posted[6], text=":ballot_box_with_check: <@U0BOB0002> approved")
     client.chat_postEphemeral(channel=CHANNEL, user=ALICE.id, text=":warning: only for Alice")
     client.views_open(
-        trigger_id=workspace.new_trigger(ALICE.id), view=views.reason_modal(ADDRESS.lock_id, "id-1", CHANNEL)
+        trigger_id=workspace.new_trigger(ALICE.id), view=views.reason_modal(ADDRESS.lock_id, CHANNEL, lock_id="id-1")
     )
 
     page = chromium.new_page(viewport={"width": 1440, "height": 1000})

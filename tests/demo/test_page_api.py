@@ -24,7 +24,7 @@ def test_the_web_api_refuses_what_slack_refuses(page_server: tuple[str, Workspac
         (lambda: client.chat_postMessage(channel="C0NOWHERE", text="x"), "channel_not_found"),
         (lambda: client.chat_update(channel=CHANNEL, ts="1.2", text="x"), "message_not_found"),
         (
-            lambda: client.views_open(trigger_id="made-up", view=views.reason_modal("a/b", None, None)),
+            lambda: client.views_open(trigger_id="made-up", view=views.reason_modal("a/b", None)),
             "invalid_trigger_id",
         ),
         (lambda: client.usergroups_users_list(usergroup="S0OTHER"), "no_such_subteam"),

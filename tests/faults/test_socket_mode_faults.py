@@ -65,6 +65,11 @@ def lock(remote_aws: Aws) -> TerraformLock:
     return tf.lock(KEY, created=ago(hours=1))
 
 
+@pytest.mark.xfail(
+    reason="known defect, open: slack_sdk's built-in Socket Mode client stalls about 3 s closing the old "
+    "connection after refresh_requested, so the first envelope on the new one is acked at Slack's limit",
+    strict=False,
+)
 def test_refresh_requested_and_abrupt_drop(
     moto_server: MotoServer,
     lock: TerraformLock,

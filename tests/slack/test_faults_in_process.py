@@ -109,6 +109,12 @@ def test_json_logs_carry_one_line_per_command_without_secrets(monkeypatch: pytes
     monkeypatch.setattr("sys.stderr", stream)
     root = logging.getLogger()
     saved = (list(root.handlers), root.level)
+    # Earlier tests in the same process may have tuned these loggers; this test is about the format.
+    for name in ("tflock", "tflock.activity"):
+        monkeypatch.setattr(logging.getLogger(name), "disabled", False)
+        monkeypatch.setattr(logging.getLogger(name), "level", logging.NOTSET)
+        monkeypatch.setattr(logging.getLogger(name), "propagate", True)
+    monkeypatch.setattr(logging.root.manager, "disable", 0)
     try:
         configure_logging("json", "INFO")
         body = {"command": "/tflock", "text": "status acme-tfstate/network/terraform.tfstate", "user_id": "U0ALICE01"}
