@@ -178,11 +178,13 @@ def make_engine(
 
     PostgreSQL: `connect_timeout`, a server-side `statement_timeout`, TCP keepalives (a peer that vanished
     is noticed in about a minute instead of the kernel's two hours) and a bounded wait for a pooled
-    connection. SQLite: its `busy_timeout` bounds the wait for the write lock.
+    connection. SQLite: its `busy_timeout` bounds the wait for the write lock — the statement timeout when
+    one is given, else SQLITE_BUSY_TIMEOUT_MS.
     """
     parsed = engine_url(url)
     if parsed.get_backend_name() == "sqlite":
-        return _sqlite_engine(parsed, **kwargs)
+        busy_ms = SQLITE_BUSY_TIMEOUT_MS if statement_timeout is None else max(1, int(statement_timeout * 1000))
+        return _sqlite_engine(parsed, busy_ms=busy_ms, **kwargs)
     if connect_timeout is not None or statement_timeout is not None:
         connect_args: dict[str, Any] = dict(kwargs.pop("connect_args", {}))
         if connect_timeout is not None:
@@ -406,7 +408,7 @@ def describe_error(exc: SQLAlchemyError) -> str:
     return f"{type(original).__name__}: {first[0][:300] if first else 'no detail'}"
 
 
-def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
+def _sqlite_engine(url: URL, *, busy_ms: int = SQLITE_BUSY_TIMEOUT_MS, **kwargs: Any) -> Engine:
     # Bolt runs listeners on worker threads; each connection is still used by one thread at a time.
     engine = create_engine(url, connect_args={"check_same_thread": False}, **kwargs)
 
@@ -418,7 +420,7 @@ def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
         try:
             if url.database not in {None, "", ":memory:"}:
                 cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            cursor.execute(f"PRAGMA busy_timeout={busy_ms}")
             cursor.execute("PRAGMA foreign_keys=ON")
         finally:
             cursor.close()

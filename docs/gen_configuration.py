@@ -146,7 +146,8 @@ SETTINGS: dict[str, Setting] = {
     ),
     "TFLOCK_DB_STATEMENT_TIMEOUT": Setting(
         "`config.dbStatementTimeout`",
-        "PostgreSQL `statement_timeout` for the bot's connections: no statement waits longer.",
+        "PostgreSQL `statement_timeout` for the bot's connections, and SQLite's `busy_timeout` (the wait for the "
+        "write lock): no statement waits longer.",
     ),
     "TFLOCK_LOG_FORMAT": Setting(
         "`config.logFormat`",

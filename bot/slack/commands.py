@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 MAX_COMMAND_TEXT = 4000
 
 
+Answered = tuple[Message, bool, Callable[[], None] | None]
+
+
 @dataclass(frozen=True)
 class SlashCommand:
     subcommand: str
@@ -67,13 +70,15 @@ def tflock_command(
         _count(runtime, "unknown", "bad_input")
         log_request({"command": COMMAND, "user_id": request.user_id}, "bad_input", time.monotonic() - started)
         return
-    answers: dict[str, Callable[[], tuple[Message, bool]]] = {  # (answer, ephemeral?)
-        "status": lambda: (status(request, runtime), False),
-        "list": lambda: (list_locks(request, runtime), False),
-        "unlock": lambda: (unlock(request, workflow, messages, people), True),
+    # Each gives (answer, ephemeral?, what to record once the person has the answer).
+    answers: dict[str, Callable[[], Answered]] = {
+        "status": lambda: _in_channel(*status(request, runtime)),
+        "list": lambda: _in_channel(*list_locks(request, runtime)),
+        "unlock": lambda: (unlock(request, workflow, messages, people), True, None),
         "audit": lambda: (
             audit(runtime, people, client, user=request.user_id, channel=request.channel_id, argument=request.argument),
             True,
+            None,
         ),
     }
     work = answers.get(request.subcommand)
@@ -97,10 +102,12 @@ def tflock_command(
     ack()
 
     def answer() -> None:
-        message, ephemeral = work()
+        message, ephemeral, record = work()
         _answer(respond, message, ephemeral=ephemeral)
         _count(runtime, request.subcommand, "ok")
         runtime.metrics.answer_seconds.labels(command=request.subcommand).observe(time.monotonic() - started)
+        if record is not None:  # the audit row waits for the database, the person does not (docs/design.md §13)
+            record()
 
     after_ack(runtime, command, respond, answer, pool, reserved=True)
 
@@ -115,12 +122,13 @@ def unlock(request: SlashCommand, workflow: UnlockWorkflow, messages: ApprovalMe
     return Message(f"Asked for approval of the force-unlock of {opened.address}.")
 
 
-def status(request: SlashCommand, runtime: Runtime) -> Message:
+def status(request: SlashCommand, runtime: Runtime) -> tuple[Message, Callable[[], None]]:
     if not request.argument:
         raise BadInput(f"Which state? Try `{COMMAND} status bucket/path/to/terraform.tfstate`.")
     lock = runtime.directory.status(request.argument)
     facts = lock_facts(lock, runtime.clock(), runtime.settings.stale_after)
-    runtime.record_lookup(
+    message = status_message(facts, _pins(runtime, [lock]).get(facts.address))
+    return message, lambda: runtime.record_lookup(
         AuditAction.STATUS,
         actor=request.user_id,
         channel=request.channel_id,
@@ -128,10 +136,9 @@ def status(request: SlashCommand, runtime: Runtime) -> Message:
         lock_id=facts.lock_id,
         detail={"answer": facts.answer.value, "locked": facts.locked, "age_seconds": facts.age_seconds},
     )
-    return status_message(facts, _pins(runtime, [lock]).get(facts.address))
 
 
-def list_locks(request: SlashCommand, runtime: Runtime) -> Message:
+def list_locks(request: SlashCommand, runtime: Runtime) -> tuple[Message, Callable[[], None]]:
     argument = request.argument.strip().lower()
     if argument not in {"", "stale"}:
         raise BadInput(f"`{COMMAND} list` takes nothing or `stale`, not “{request.argument[:40]}”.")
@@ -141,7 +148,10 @@ def list_locks(request: SlashCommand, runtime: Runtime) -> Message:
     if argument == "stale":
         facts = [f for f in facts if f.stale]
     problems = [f"{p.backend}: {p.message}" for p in listing.problems]
-    runtime.record_lookup(
+    stale = {f.address for f in facts if f.stale}
+    pins = _pins(runtime, [lock for lock in listing.locks if str(lock.address) in stale])
+    message = list_message(facts, problems, stale_only=argument == "stale", pins=pins)
+    return message, lambda: runtime.record_lookup(
         AuditAction.LIST,
         actor=request.user_id,
         channel=request.channel_id,
@@ -152,9 +162,6 @@ def list_locks(request: SlashCommand, runtime: Runtime) -> Message:
             "complete": listing.complete,
         },
     )
-    stale = {f.address for f in facts if f.stale}
-    pins = _pins(runtime, [lock for lock in listing.locks if str(lock.address) in stale])
-    return list_message(facts, problems, stale_only=argument == "stale", pins=pins)
 
 
 def _pins(runtime: Runtime, locks: list[StateLock]) -> dict[str, str]:
@@ -164,6 +171,10 @@ def _pins(runtime: Runtime, locks: list[StateLock]) -> dict[str, str]:
     except TflockError as exc:
         log.error("answering without Request force-unlock buttons: %s", exc)
         return {}
+
+
+def _in_channel(message: Message, record: Callable[[], None]) -> Answered:
+    return message, False, record
 
 
 def _answer(respond: Respond, message: Message, *, ephemeral: bool = False) -> None:
