@@ -9,7 +9,10 @@ import signal
 import threading
 from types import FrameType
 
-from slack_bolt.adapter.socket_mode import SocketModeHandler
+# Bolt's websocket-client adapter, not slack_sdk's built-in client: that one stalls ~3 s (its socket's receive
+# timeout) when Slack asks it to refresh a connection, so the first envelope on the new one is acked at Slack's
+# 3 s limit (tests/faults/test_socket_mode_faults.py::test_refresh_requested_and_abrupt_drop).
+from slack_bolt.adapter.socket_mode.websocket_client import SocketModeHandler
 from slack_bolt.adapter.wsgi import SlackRequestHandler
 from slack_bolt.error import BoltError
 from slack_sdk import WebClient
