@@ -50,7 +50,7 @@ class AwsLimits:
             retries={"mode": "standard", "max_attempts": self.max_attempts},
             connect_timeout=self.connect_timeout,
             read_timeout=self.read_timeout,
-            max_pool_connections=32,
+            max_pool_connections=64,  # 32 lock-file reads + 4 Scan segments + look-ups, per client
             tcp_keepalive=True,
         )
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import Any
 
 from botocore.exceptions import ClientError
@@ -19,7 +19,8 @@ MAX_BODY_BYTES = 4 * 1024 * 1024
 _MISSING = {"NoSuchKey", "404", "NotFound"}
 # 412: the ETag no longer matches; 409: a concurrent conditional write on the same key won.
 _CHANGED = {"PreconditionFailed", "412", "ConditionalRequestConflict", "409"}
-READ_CONCURRENCY = 16
+READ_CONCURRENCY = 32  # lock-file GETs in flight for one bucket (each a round trip of a few hundred bytes)
+READ_AHEAD = 2 * READ_CONCURRENCY  # listed addresses waiting for a reader: the bound on what is held in memory
 
 
 class LockFileChanged(TflockError):
@@ -98,12 +99,29 @@ class LockFiles:
                         yield StateAddress(bucket, key.removesuffix(LOCKFILE_SUFFIX))
 
     def read_many(self, addresses: Iterable[StateAddress]) -> list[LockSnapshot]:
-        """Read many lock files concurrently; ones deleted since listing are simply absent."""
-        wanted = list(addresses)
-        if not wanted:
-            return []
-        with ThreadPoolExecutor(max_workers=min(READ_CONCURRENCY, len(wanted))) as pool:
-            return [snapshot for snapshot in pool.map(self.read, wanted) if snapshot is not None]
+        """Read many lock files concurrently; ones deleted since listing are simply absent.
+
+        Reads start while `addresses` is still being produced, so with a paginated listing the lock files
+        of one page are fetched while the next page is listed (docs/benchmarks.md, "list at 20 ms")."""
+        found: list[LockSnapshot] = []
+        pending: set[Future[LockSnapshot | None]] = set()
+
+        def collect(done: set[Future[LockSnapshot | None]]) -> None:
+            found.extend(snapshot for future in done if (snapshot := future.result()) is not None)
+
+        with ThreadPoolExecutor(max_workers=READ_CONCURRENCY, thread_name_prefix="tflock-lockfile") as pool:
+            try:
+                for address in addresses:
+                    if len(pending) >= READ_AHEAD:
+                        done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                        collect(done)
+                    pending.add(pool.submit(self.read, address))
+                done, pending = wait(pending)
+                collect(done)
+            finally:
+                for future in pending:  # a failed listing or read: nothing more is started
+                    future.cancel()
+        return found
 
     def list_buckets(self) -> list[str]:
         with aws_errors("the account's buckets"):
