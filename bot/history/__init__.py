@@ -1,0 +1,1 @@
+"""Lock history: every lock tflock observes, recorded once per lock (issue #15, docs/design.md)."""
