@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from bot.db import make_engine, make_sessions
 from tests.conftest import BUCKET, TABLE, Aws
-from tests.database import audit_trail
+from tests.database import audit_trail, database_url  # noqa: F401 (database_url: a fixture, SQLite and PostgreSQL)
 from tests.e2e.conftest import BotProcess, MotoServer, moto_server, remote_aws, start_bot  # noqa: F401 (fixtures)
 from tests.fakeslack import FakeSlack, block_actions_body, sign, slash_command_body
 from tests.faults.proxy import FaultProxy
@@ -160,9 +160,9 @@ def dynamodb_item(aws: Aws, lock_id: str) -> dict[str, Any] | None:
     return aws.dynamodb.get_item(TableName=TABLE, Key={"LockID": {"S": lock_id}}, ConsistentRead=True).get("Item")
 
 
-def executed_count(database_url: str, request_id: str) -> Counter[str]:
+def executed_count(url: str, request_id: str) -> Counter[str]:
     """How many audit events of each action one request has (read directly, around any proxy)."""
-    engine = make_engine(database_url)
+    engine = make_engine(url)
     try:
         return Counter(str(e.action) for e in audit_trail(make_sessions(engine), request_id))
     finally:
@@ -173,7 +173,7 @@ def endpoint(proxy: FaultProxy) -> str:
     return f"http://{proxy.address}"
 
 
-def bot_env(aws_endpoint: str, slack: FakeSlack, database_url: str, **extra: str) -> dict[str, str]:
+def bot_env(aws_endpoint: str, slack: FakeSlack, db_url: str, **extra: str) -> dict[str, str]:
     """HTTP-mode bot settings for one backend (acme-tfstate) behind `aws_endpoint`."""
     return {
         "AWS_ENDPOINT_URL": aws_endpoint,
@@ -182,7 +182,7 @@ def bot_env(aws_endpoint: str, slack: FakeSlack, database_url: str, **extra: str
         "SLACK_API_URL": slack.api_url,
         "TFLOCK_DYNAMODB_TABLE": TABLE,
         "TFLOCK_S3_BUCKETS": BUCKET,
-        "TFLOCK_DATABASE_URL": database_url,
+        "TFLOCK_DATABASE_URL": db_url,
         "TFLOCK_APPROVERS": f"{BOB},{CAROL}",
         **FAST_FAILURE,
         **extra,

@@ -66,6 +66,7 @@ def test_hung_backend_does_not_hold_up_approvals_or_modals(
     slack: FakeSlack,
     bots: Callable[..., BotProcess],
     tmp_path: Path,
+    database_url: str,
 ) -> None:
     """Eight `/tflock status` for a backend whose endpoint accepts and never answers must not delay an
     Approve on another backend, nor the reason modal's views.open (trigger_id lives 3 s)."""
@@ -87,7 +88,7 @@ def test_hung_backend_does_not_hold_up_approvals_or_modals(
             }
         )
     )  # fmt: skip
-    database = f"sqlite:///{tmp_path / 'tflock.db'}"
+    database = database_url
     env = bot_env(moto_server.url, slack, database, TFLOCK_BACKENDS_FILE=str(backends))
     for name in ("AWS_ENDPOINT_URL", "TFLOCK_DYNAMODB_TABLE", "TFLOCK_S3_BUCKETS"):
         env.pop(name)
@@ -152,12 +153,17 @@ def cli_env(aws_proxy: FaultProxy) -> dict[str, str]:
 
 
 def test_aws_endpoint_down_is_unknown_never_unlocked(
-    remote_aws: Aws, aws_proxy: FaultProxy, slack: FakeSlack, bots: Callable[..., BotProcess], tmp_path: Path
+    remote_aws: Aws,
+    aws_proxy: FaultProxy,
+    slack: FakeSlack,
+    bots: Callable[..., BotProcess],
+    tmp_path: Path,
+    database_url: str,
 ) -> None:
     tf = TerraformBackend(remote_aws.s3, remote_aws.dynamodb, BUCKET, TABLE, use_lockfile=True)
     lock = tf.lock(KEY, created=ago(hours=3), who="ci@runner-9")
     env = cli_env(aws_proxy) | FAST_FAILURE
-    bot = bots(bot_env(endpoint(aws_proxy), slack, f"sqlite:///{tmp_path / 'tflock.db'}"))
+    bot = bots(bot_env(endpoint(aws_proxy), slack, database_url))
 
     aws_proxy.reset()  # the endpoint refuses every connection
 
@@ -219,7 +225,12 @@ FLOOD = 24
 
 
 def test_flood_beyond_the_queue_gets_busy_replies(
-    remote_aws: Aws, aws_proxy: FaultProxy, slack: FakeSlack, bots: Callable[..., BotProcess], tmp_path: Path
+    remote_aws: Aws,
+    aws_proxy: FaultProxy,
+    slack: FakeSlack,
+    bots: Callable[..., BotProcess],
+    tmp_path: Path,
+    database_url: str,
 ) -> None:
     """More look-ups than a slow backend's workers and queue hold: the excess are told at once that tflock
     is busy (ephemeral, counted), the rest are answered truthfully, and every ack stays under 3 s."""
@@ -228,7 +239,7 @@ def test_flood_beyond_the_queue_gets_busy_replies(
     env = bot_env(
         endpoint(aws_proxy),
         slack,
-        f"sqlite:///{tmp_path / 'tflock.db'}",
+        database_url,
         TFLOCK_BACKEND_CONCURRENCY="2",
         TFLOCK_LOOKUP_QUEUE="4",
         TFLOCK_AWS_READ_TIMEOUT="5s",
@@ -262,7 +273,7 @@ WATCH = "C0WATCH001"
 
 
 def test_watchdog_never_calls_a_lock_released_while_aws_is_down(
-    remote_aws: Aws, aws_proxy: FaultProxy, slack: FakeSlack, bots: Bots, tmp_path: Path
+    remote_aws: Aws, aws_proxy: FaultProxy, slack: FakeSlack, bots: Bots, tmp_path: Path, database_url: str
 ) -> None:
     """A stale lock's alert stays an alert while scans fail: a scan that could not read is not "released"."""
     tf = TerraformBackend(remote_aws.s3, remote_aws.dynamodb, BUCKET, TABLE, use_lockfile=True)
@@ -270,7 +281,7 @@ def test_watchdog_never_calls_a_lock_released_while_aws_is_down(
     env = bot_env(
         endpoint(aws_proxy),
         slack,
-        f"sqlite:///{tmp_path / 'tflock.db'}",
+        database_url,
         TFLOCK_WATCH_CHANNEL=WATCH,
         TFLOCK_WATCH_INTERVAL="1s",
         TFLOCK_STALE_AFTER="5m",

@@ -42,13 +42,12 @@ def test_slack_unreachable_at_start_keeps_serving_unready_then_ready(
     slack_proxy: FaultProxy,
     bots: Bots,
     tmp_path: Path,
+    database_url: str,
 ) -> None:
     tf = TerraformBackend(remote_aws.s3, remote_aws.dynamodb, BUCKET, TABLE, use_lockfile=True)
     lock = tf.lock(KEY, created=ago(minutes=30))
     slack_proxy.reset()  # every connection to Slack's Web API is refused
-    env = bot_env(
-        moto_server.url, slack, f"sqlite:///{tmp_path / 'tflock.db'}", SLACK_API_URL=slack_api_url(slack_proxy)
-    )
+    env = bot_env(moto_server.url, slack, database_url, SLACK_API_URL=slack_api_url(slack_proxy))
     bot = bots(env)  # waits for /healthz: the process did not exit
 
     wait_until(lambda: slack_proxy.refused >= 2, 20, "auth.test to be retried")
@@ -66,9 +65,11 @@ def test_slack_unreachable_at_start_keeps_serving_unready_then_ready(
     assert_acked_in_time(asked)
 
 
-def test_bad_token_still_exits_2_naming_the_variable(moto_server: MotoServer, slack: FakeSlack, tmp_path: Path) -> None:
+def test_bad_token_still_exits_2_naming_the_variable(
+    moto_server: MotoServer, slack: FakeSlack, tmp_path: Path, database_url: str
+) -> None:
     slack.fail["auth.test"] = "invalid_auth"
-    env = bot_env(moto_server.url, slack, f"sqlite:///{tmp_path / 'tflock.db'}", TFLOCK_PORT=str(free_port()))
+    env = bot_env(moto_server.url, slack, database_url, TFLOCK_PORT=str(free_port()))
     result = run_cli("serve", env=env | {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
     assert result.returncode == 2, result
     assert "SLACK_BOT_TOKEN" in result.stderr + result.stdout, result
@@ -76,14 +77,12 @@ def test_bad_token_still_exits_2_naming_the_variable(moto_server: MotoServer, sl
 
 
 def test_token_refused_once_slack_comes_back_exits_2(
-    moto_server: MotoServer, slack: FakeSlack, slack_proxy: FaultProxy, tmp_path: Path
+    moto_server: MotoServer, slack: FakeSlack, slack_proxy: FaultProxy, tmp_path: Path, database_url: str
 ) -> None:
     """Unreachable at start, then Slack answers and refuses the token: the same exit 2 as at start."""
     slack_proxy.reset()
     slack.fail["auth.test"] = "invalid_auth"
-    env = bot_env(
-        moto_server.url, slack, f"sqlite:///{tmp_path / 'tflock.db'}", SLACK_API_URL=slack_api_url(slack_proxy)
-    )
+    env = bot_env(moto_server.url, slack, database_url, SLACK_API_URL=slack_api_url(slack_proxy))
     bot = start_bot(env, tmp_path / "refused.log")
     try:
         wait_until(lambda: slack_proxy.refused >= 1, 20, "auth.test to be tried")
@@ -100,11 +99,11 @@ ENDLESS = 30  # a storm it must give up on, in words, rather than wait out for m
 
 
 def test_429_storm_on_post_message_is_waited_out_and_posts_once(
-    moto_server: MotoServer, remote_aws: Aws, slack: FakeSlack, bots: Bots, tmp_path: Path
+    moto_server: MotoServer, remote_aws: Aws, slack: FakeSlack, bots: Bots, tmp_path: Path, database_url: str
 ) -> None:
     tf = TerraformBackend(remote_aws.s3, remote_aws.dynamodb, BUCKET, TABLE, use_lockfile=True)
     tf.lock(KEY, created=ago(hours=6))
-    database = f"sqlite:///{tmp_path / 'tflock.db'}"
+    database = database_url
     bot = bots(bot_env(moto_server.url, slack, database))
 
     # A storm longer than anyone should wait: the request is withdrawn and the person told why.

@@ -72,8 +72,9 @@ def test_refresh_requested_and_abrupt_drop(
     socket_slack: SocketModeSlack,
     bots: Callable[..., BotProcess],
     tmp_path: Path,
+    database_url: str,
 ) -> None:
-    env = bot_env(moto_server.url, slack, f"sqlite:///{tmp_path / 'tflock.db'}")
+    env = bot_env(moto_server.url, slack, database_url)
     bot, first = connected_bot(bots, env, socket_slack)
     status_acked_and_answered(socket_slack, slack, lock, "before")
 
@@ -107,11 +108,10 @@ def test_slack_outage_during_socket_mode(
     socket_slack: SocketModeSlack,
     bots: Callable[..., BotProcess],
     tmp_path: Path,
+    database_url: str,
 ) -> None:
     """All of Slack goes away (the socket and the Web API), then comes back."""
-    env = bot_env(
-        moto_server.url, slack, f"sqlite:///{tmp_path / 'tflock.db'}", SLACK_API_URL=slack_api_url(slack_proxy)
-    )
+    env = bot_env(moto_server.url, slack, database_url, SLACK_API_URL=slack_api_url(slack_proxy))
     bot, first = connected_bot(bots, env, socket_slack)
     status_acked_and_answered(socket_slack, slack, lock, "before")
 
