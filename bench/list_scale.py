@@ -4,6 +4,13 @@ Run from the repository root:
 
     .venv/bin/python bench/list_scale.py                      # 10,000 table locks, 2,000 lock files
     .venv/bin/python bench/list_scale.py --locks 200 --files 50 --states 50 --runs 1   # smoke run
+    .venv/bin/python bench/list_scale.py --rtt 20ms --locks 2000 --files 500 --states 500   # another region
+
+With `--rtt`, every request reaches moto through our loopback fault proxy (tests/faults/proxy.py), which holds
+each request for that long before passing it on — what a bot in another region sees. The bot is then measured
+against the round-trip lower bound, (Scan pages per segment + ListObjectsV2 pages + lock files ÷ the bot's
+read concurrency) × RTT, with a target of 1.5x, and the same `list` with no added delay is timed too, so
+that moto's own time on this machine can be told apart from time lost to round trips.
 
 What it does:
 
@@ -50,11 +57,15 @@ if str(REPO_ROOT) not in sys.path:
     sys.path.insert(0, str(REPO_ROOT))
 
 from bench.common import launch, machine  # noqa: E402
+from bot.locks.directory import SCAN_SEGMENTS  # noqa: E402
+from bot.locks.lockfile import READ_CONCURRENCY  # noqa: E402
+from tests.faults.proxy import FaultProxy  # noqa: E402
 
 TABLE = "terraform-locks"
 BUCKET = "acme-tfstate"
 REGION = "eu-west-1"
 RATIO_TARGET = 1.3
+RTT_TARGET = 1.5  # with --rtt: the bot's time over the round-trip lower bound
 TABLE_KEY = "svc-{i}/terraform.tfstate"  # states locked in the DynamoDB table
 FILE_KEY = "files-{i}/terraform.tfstate"  # states locked with a .tflock lock file (use_lockfile)
 BATCH = 25  # BatchWriteItem's limit
@@ -190,6 +201,7 @@ class Dataset:
     objects: int = 0
     object_bytes: int = 0
     seconds: float = 0.0
+    round_trips: dict[str, int] = field(default_factory=dict)
 
 
 def boto_clients(endpoint: str, pool: int) -> tuple[Any, Any]:
@@ -472,6 +484,41 @@ class Series:
         return statistics.median(values) if values else None
 
 
+def round_trips(endpoint: str, files: int) -> dict[str, int]:
+    """The fewest sequential round trips a `list` of this data can take: the longest Scan segment's pages (the
+    segments run at once), ListObjectsV2's pages, and the lock-file reads in waves of the bot's concurrency."""
+    dynamodb, s3 = boto_clients(endpoint, SCAN_SEGMENTS)
+
+    def segment_pages(segment: int) -> int:
+        pages = dynamodb.get_paginator("scan").paginate(
+            TableName=TABLE, Segment=segment, TotalSegments=SCAN_SEGMENTS, ConsistentRead=True
+        )
+        return sum(1 for _ in pages)
+
+    with ThreadPoolExecutor(max_workers=SCAN_SEGMENTS) as pool:
+        scan = max(pool.map(segment_pages, range(SCAN_SEGMENTS)))
+    listing = sum(1 for _ in s3.get_paginator("list_objects_v2").paginate(Bucket=BUCKET))
+    reads = -(-files // READ_CONCURRENCY)
+    return {"scan_pages": scan, "list_pages": listing, "read_waves": reads, "total": scan + listing + reads}
+
+
+def parse_rtt(text: str) -> float:
+    """`20ms`, `0.2s` or a number of milliseconds, as seconds."""
+    value = text.strip().lower()
+    try:
+        if value.endswith("ms"):
+            seconds = float(value[:-2]) / 1000
+        elif value.endswith("s"):
+            seconds = float(value[:-1])
+        else:
+            seconds = float(value) / 1000
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--rtt takes a time such as 20ms or 0.2s, not {text!r}") from None
+    if not 0 < seconds <= 5:
+        raise argparse.ArgumentTypeError("--rtt is between 0 and 5 s")
+    return seconds
+
+
 # -- reporting ----------------------------------------------------------------------------------
 
 
@@ -521,7 +568,42 @@ def report(
     print(f"bot / baseline (a) same data: {ratio:.2f}x  (target <= {RATIO_TARGET}x)  {verdict}")
     print(f"bot / baseline (b) scan+list: {bot.median / listing.median:.2f}x  (information only)")
     print(f"bot peak RSS: {mib(max(r.maxrss_kib for r in bot.runs))} MiB")
+    rtt: dict[str, Any] | None = None
+    if args.rtt:
+        trips = data.round_trips
+        bound = trips["total"] * args.rtt
+        startup = series["bot_start"].median
+        work = bot.median - startup  # the process's own start (imports, clients) is not a round trip
+        over = work / bound
+        direct = series["bot_direct"].median
+        rtt_verdict = "PASS" if over <= RTT_TARGET else "MISS"
+        print()
+        print(
+            f"added round trip {args.rtt * 1000:.0f} ms; lower bound {trips['total']} round trips "
+            f"({trips['scan_pages']} Scan pages in the longest of {SCAN_SEGMENTS} segments + {trips['list_pages']} "
+            f"ListObjectsV2 pages + {trips['read_waves']} waves of {READ_CONCURRENCY} GetObject) = {bound:.2f}s"
+        )
+        print(
+            f"bot list after start-up ({bot.median:.2f}s - {startup:.2f}s start): {work:.2f}s = {over:.2f}x "
+            f"the lower bound  (target <= {RTT_TARGET}x)  {rtt_verdict}"
+        )
+        print(
+            f"bot with no added delay: {direct:.2f}s (moto's own time here); "
+            f"time the delay added: {bot.median - direct:.2f}s = {(bot.median - direct) / bound:.2f}x the lower bound"
+        )
+        print(f"serial boto3 (a) / bot: {full.median / bot.median:.2f}x")
+        rtt = {
+            "seconds": args.rtt,
+            "round_trips": trips,
+            "lower_bound": round(bound, 4),
+            "bot_after_startup": round(work, 4),
+            "ratio_vs_lower_bound": round(over, 4),
+            "added_by_delay_vs_lower_bound": round((bot.median - direct) / bound, 4),
+            "target": RTT_TARGET,
+            "verdict": rtt_verdict,
+        }
     return {
+        "rtt": rtt,
         "machine": info,
         "sizes": {
             "locks": args.locks,
@@ -575,6 +657,14 @@ def bench(args: argparse.Namespace) -> int:
         )
         print(f"populated in {data.seconds:.1f}s", flush=True)
         env = aws_env(server.endpoint)
+        proxy: FaultProxy | None = None
+        if args.rtt:
+            data.round_trips = round_trips(server.endpoint, args.files)
+            host, port = server.endpoint.removeprefix("http://").split(":")
+            proxy = FaultProxy(host, int(port), max_connections=512).start()
+            proxy.delay(args.rtt)
+            env = aws_env(f"http://{proxy.host}:{proxy.port}")
+            print(f"every request now waits {args.rtt * 1000:.0f} ms in the proxy on port {proxy.port}", flush=True)
         commands: dict[str, tuple[str, list[str]]] = {
             "bot": ("tflock-bot list --json", [str(bot_exe), "list", "--json"]),
             "full": ("(a) boto3 Scan+List+GetObject", [sys.executable, str(SCRIPT), "--raw-baseline", "full"]),
@@ -582,13 +672,17 @@ def bench(args: argparse.Namespace) -> int:
             "bot_start": ("tflock-bot --version (startup)", [str(bot_exe), "--version"]),
             "raw_start": ("boto3 import+clients (startup)", [sys.executable, str(SCRIPT), "--raw-baseline", "import"]),
         }
+        envs = dict.fromkeys(commands, env)
+        if args.rtt:
+            commands["bot_direct"] = ("tflock-bot list, no added delay", [str(bot_exe), "list", "--json"])
+            envs["bot_direct"] = aws_env(server.endpoint)
         series = {key: Series(label) for key, (label, _) in commands.items()}
         output_bytes = 0
         for round_ in range(args.runs + 1):  # round 0 is the warm-up
             for key, (label, argv) in commands.items():
-                run = measure(argv, env, cwd, server)
-                if key in {"bot", "bot_start"}:
-                    if key == "bot":
+                run = measure(argv, envs[key], cwd, server)
+                if key in {"bot", "bot_start", "bot_direct"}:
+                    if key in {"bot", "bot_direct"}:
                         check_bot(run, data)
                         output_bytes = len(run.stdout)
                     elif run.returncode != 0:
@@ -599,6 +693,8 @@ def bench(args: argparse.Namespace) -> int:
                 print(f"  {tag:8} {label:32} {run.wall:7.2f}s  rss {mib(run.maxrss_kib):>4} MiB", flush=True)
                 if round_:
                     series[key].runs.append(run)
+        if proxy is not None:
+            proxy.stop()
         result = report(info, args, data, series, output_bytes)
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
@@ -616,6 +712,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=16, help="threads used to populate moto")
     parser.add_argument("--seed", type=int, default=2, help="random seed for the generated locks")
     parser.add_argument("--output", help="also write the figures as JSON here (e.g. bench/results/list_scale.json)")
+    parser.add_argument(
+        "--rtt", type=parse_rtt, default=None, help="add this round-trip time to every AWS request (e.g. 20ms)"
+    )
     parser.add_argument("--raw-baseline", choices=("full", "list", "import"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if min(args.locks, args.files, args.states) < 0 or args.runs < 1 or args.workers < 1:
