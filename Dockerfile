@@ -22,6 +22,8 @@ RUN python -m venv /opt/tflock \
 # Then tflock itself, from only what the wheel is built from (pyproject reads README.md; migrations/ ships
 # inside the wheel as bot.migrations); .dockerignore keeps the rest out. --no-deps: nothing unlocked.
 # The build backend is locked too (requirements/build.txt): no build isolation fetching an unpinned setuptools.
+# Last, what nothing runs is removed: pip and setuptools (nothing is installed at run time) and the test
+# suites numpy and matplotlib ship (23 MB; the charts of /tflock report need the libraries, not their tests).
 COPY requirements/build.txt ./requirements/build.txt
 COPY pyproject.toml README.md ./
 COPY bot/ ./bot/
@@ -30,7 +32,9 @@ RUN pip install --no-cache-dir --require-hashes --only-binary=:all: -r requireme
  && pip wheel --no-cache-dir --no-deps --no-build-isolation --wheel-dir /wheels . \
  && /opt/tflock/bin/pip install --no-cache-dir --no-index --no-deps /wheels/*.whl \
  && /opt/tflock/bin/pip check \
- && /opt/tflock/bin/python -m pip uninstall --yes --quiet pip setuptools
+ && /opt/tflock/bin/python -m pip uninstall --yes --quiet pip setuptools \
+ && rm -rf /opt/tflock/lib/python3.*/site-packages/numpy/*/tests /opt/tflock/lib/python3.*/site-packages/numpy/*/*/tests \
+    /opt/tflock/lib/python3.*/site-packages/matplotlib/tests
 
 FROM ${PYTHON_IMAGE} AS runtime
 LABEL org.opencontainers.image.title="tflock" \
