@@ -14,7 +14,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from bot.locks.lockinfo import LockInfoError, parse_lock_info
 from bot.slack.messages import ApprovalMessages
-from bot.slack.people import People, SlackUsers
+from bot.slack.people import People, SlackUsers, who_user
 from bot.slack.views import (
     Message,
     approver_dm,
@@ -113,7 +113,7 @@ class Notifier:
         except Exception as exc:  # users.list failures already answer "nobody"; anything else, likewise
             log.warning("request %s: could not match the lock's Who: %s", request.id, exc)
             matches = set()
-        choice = holder_to_ask(who, matches)
+        choice = holder_to_ask(who if who and who_user(who) else None, matches)  # `@host` names nobody
         asked = None
         if choice.match is HolderMatch.ASK and choice.user is not None:
             stored = self.notices.ask_holder(request.id, choice.user)

@@ -553,7 +553,4 @@ def escalation_message(request: RequestView, now: datetime, reach: ApproverReach
         f"{code(_clip(request.address, 500))} has {len(request.approvers)} of {request.approvals_required} "
         f"approval(s) — {link_to(link, 'see the request', request)}. It expires {slack_time(request.expires_at)}."
     )
-    return Message(
-        escape(f"Force-unlock of {_clip(request.address, 500)} still waiting for approval after {waited}"),
-        (SectionBlock(text=MarkdownTextObject(text=_clip(text))),),
-    )
+    return Message(_clip(text), (SectionBlock(text=MarkdownTextObject(text=_clip(text))),))
