@@ -16,11 +16,23 @@ from slack_sdk.models.blocks import Block
 from sqlalchemy import Engine, select
 
 from bot.audit.models import AuditEvent
+from bot.locks.model import Store
 from bot.runtime import build_runtime
 from bot.server import sweep_once
 from bot.settings import SettingsError, load_settings
 from bot.slack.app import SlackBot, build_bot
-from bot.unlock.models import Status
+from bot.slack.views import (
+    approval_message,
+    approver_dm,
+    approvers_call,
+    escalation_message,
+    holder_answered,
+    holder_note,
+    holder_question,
+    holder_reply,
+)
+from bot.unlock.models import HolderAnswer, RequestView, Status
+from bot.unlock.notify import HolderChoice, HolderMatch, HolderOutcome, NotifyMode, approvers_to_reach
 from tests.clock import Clock
 from tests.conftest import BUCKET, TABLE, Aws
 from tests.database import database_url, migrated_url
@@ -458,3 +470,57 @@ def test_notification_settings_defaults_and_values(monkeypatch: pytest.MonkeyPat
     monkeypatch.setenv("TFLOCK_ESCALATE_CHANNEL", ONCALL)
     settings = load_settings()
     assert (settings.notify, settings.escalate_after.total_seconds(), settings.escalate_channel) == ("dm", 900, ONCALL)
+
+
+# -- the messages themselves, at their largest ---------------------------------------------------------------------
+def test_every_notification_fits_slacks_limits_with_the_longest_values() -> None:
+    now = datetime(2026, 3, 4, 10, 0, tzinfo=UTC)
+    who = "x" * 1000 + "@host<&>"
+    info = json.dumps({"ID": "i" * 128, "Who": who, "Operation": "OperationTypeApply", "Created": go_time(now)})
+    request = RequestView(
+        id="6f1c2d3e-4a5b-4c6d-8e7f-8091a2b3c4d5",
+        address=f"{BUCKET}/" + "k/" * 540 + "terraform.tfstate",
+        lock_id="i" * 128,
+        raw_info=info,
+        held_in=(Store.TABLE, Store.LOCKFILE),
+        lockfile_etag='"etag"',
+        requester=ALICE,
+        reason="<!channel> & `x` " * 125,  # 2,000 characters of mrkdwn trouble
+        channel=CHANNEL,
+        message_ts="1700000000.000001",
+        status=Status.PENDING,
+        approvals_required=10,
+        approvers=tuple(f"U0{n:07d}" for n in range(9)),
+        created_at=now,
+        expires_at=now,
+        decided_at=None,
+        decided_by=None,
+        executing_at=None,
+        finished_at=None,
+        outcome=None,
+        holder=CAROL,
+        holder_answer=HolderAnswer.RUNNING,
+        holder_answered_at=now,
+    )
+    link = "https://acme.slack.test/archives/C0INCIDENT/p1700000000000001"
+    reach = approvers_to_reach([f"S0{n:07d}" for n in range(20)] + [BOB], ALICE, NotifyMode.MENTION)
+    outcome = HolderOutcome(request, HolderAnswer.DEAD, False, "n" * 3000)
+    messages = [
+        approval_message(request, now),
+        approvers_call(request, reach, link),
+        approver_dm(request, link),
+        holder_question(request, link, now),
+        holder_answered(outcome),
+        escalation_message(request, now, reach, None),
+    ]
+    for message in messages:
+        payload = valid(message.as_kwargs())
+        assert "<!channel>" not in json.dumps(payload)  # a reason never pings the channel
+        for block in payload["blocks"]:
+            assert len(block.get("text", {}).get("text", "")) <= 3000
+    for text in (
+        holder_reply(outcome, CAROL),
+        holder_note(HolderChoice(HolderMatch.AMBIGUOUS, None, 3), who),
+        holder_note(HolderChoice(HolderMatch.ASK, CAROL, 1), who),
+    ):
+        assert len(text) <= 4000 and "<&>" not in text
