@@ -122,7 +122,9 @@ class Notifier:
                 if asked is not None:
                     self.messages.show(stored, None, "", reply=holder_note(choice, who))
                     return {"asked": choice.user}
+                self.notices.forget_holder(request.id, choice.user)
             log.warning("request %s: the holder %s could not be asked", request.id, choice.user)
+            self._thread(request, note_message(holder_note(choice, who, delivered=False)))
             return {"asked": None, "why": "not_sent"}
         self._thread(request, note_message(holder_note(choice, who)))
         found = {"candidates": choice.candidates} if choice.candidates else {}

@@ -529,9 +529,14 @@ def holder_reply(outcome: HolderOutcome, holder: str) -> str:
     return f":skull: {who}, who holds this lock, says *it's dead, go ahead* — not an approval: {escape(outcome.note)}."
 
 
-def holder_note(choice: HolderChoice, who: str | None) -> str:
+def holder_note(choice: HolderChoice, who: str | None, *, delivered: bool = True) -> str:
     """The request thread's note on whether the lock's holder was asked, and why not."""
     shown = code(_clip(printable(who), 200)) if who else "nobody"
+    if choice.match is HolderMatch.ASK and not delivered:
+        return (
+            f":grey_question: The lock's Who, {shown}, is {mention(choice.user)}, but Slack would not take a direct "
+            "message to them, so they were not asked whether their run is alive."
+        )
     if choice.match is HolderMatch.ASK:
         return f":speech_balloon: Asked {mention(choice.user)} (the lock's Who, {shown}) whether their run is alive."
     if choice.match is HolderMatch.AMBIGUOUS:

@@ -143,6 +143,20 @@ class RequestNotices:
                 return None
         return self.workflow.find(request_id)
 
+    def forget_holder(self, request_id: str, holder: str) -> None:
+        """The question could not be delivered: nobody was asked, so nobody can answer or be shown as asked."""
+        with self.workflow.sessions.begin() as session:
+            session.execute(
+                update(UnlockRequest)
+                .where(
+                    UnlockRequest.id == request_id,
+                    UnlockRequest.holder == holder,
+                    UnlockRequest.holder_answer.is_(None),
+                )
+                .values(holder=None)
+                .execution_options(synchronize_session=False)
+            )
+
     # -- the holder's answer ------------------------------------------------------------------------------
     def answer_as_holder(
         self, request_id: str, user: str, answer: HolderAnswer, *, is_bot: BotCheck = False

@@ -445,6 +445,21 @@ def test_no_dm_unless_the_holder_is_beyond_doubt(
     assert request is not None and request.holder is None
 
 
+def test_a_holder_slack_would_not_message_is_not_shown_as_asked(
+    make_bot: MakeBot, people: FakeSlack, tf: TerraformBackend, clock: Clock
+) -> None:
+    bot = make_bot(TFLOCK_NOTIFY="none")
+    people.fail["conversations.open"] = "cannot_dm_bot"
+    lock_held_by(tf, clock, "carol@build-agent-07")
+    request_id = request_unlock(bot, people)
+    assert any("would not take a direct message" in r["text"] for r in thread(people))
+    assert the_event(bot, request_id, "notified").detail["holder"] == {"asked": None, "why": "not_sent"}
+    request = bot.workflow.find(request_id)
+    assert request is not None and request.holder is None
+    answer(bot, people, request_id, CAROL, "tflock_holder_dead", "carol")
+    assert "only they can answer" in shown(people.wait_for("/response/carol")[-1].body)
+
+
 # -- settings ------------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("variable", "value"),
