@@ -112,11 +112,13 @@ def serve(settings: Settings, *, migrate: bool = True, host: str = "0.0.0.0") ->
 
 
 def sweep_once(bot: SlackBot) -> None:
-    """End expired requests and interrupted releases, and bring their messages up to date."""
+    """End expired requests and interrupted releases, bring their messages up to date, and escalate requests
+    pending longer than TFLOCK_ESCALATE_AFTER (once each, whatever the number of replicas)."""
     for request in bot.workflow.expire_due():
         bot.messages.show(request, None, "expired")
     for request in bot.workflow.reconcile():
         bot.messages.show(request, None, request.status.value)
+    bot.notifier.escalate_due()
 
 
 def _sweep(bot: SlackBot, stop: threading.Event) -> None:

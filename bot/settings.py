@@ -72,6 +72,11 @@ class Settings(BaseSettings):
     watch_interval: timedelta = Field(default=timedelta(minutes=5), validation_alias="TFLOCK_WATCH_INTERVAL")
     watch_remind_after: timedelta = Field(default=timedelta(hours=4), validation_alias="TFLOCK_WATCH_REMIND_AFTER")
 
+    # Reaching people about a force-unlock request (docs/design.md §8, notifications).
+    notify: Literal["mention", "dm", "none"] = Field(default="mention", validation_alias="TFLOCK_NOTIFY")
+    escalate_after: timedelta = Field(default=timedelta(minutes=10), validation_alias="TFLOCK_ESCALATE_AFTER")
+    escalate_channel: str | None = Field(default=None, validation_alias="TFLOCK_ESCALATE_CHANNEL")
+
     # Faults: nothing waits without a timeout and every queue has a bound.
     aws_connect_timeout: timedelta = Field(default=timedelta(seconds=2), validation_alias="TFLOCK_AWS_CONNECT_TIMEOUT")
     aws_read_timeout: timedelta = Field(default=timedelta(seconds=5), validation_alias="TFLOCK_AWS_READ_TIMEOUT")
@@ -114,6 +119,7 @@ class Settings(BaseSettings):
         "stale_after",
         "watch_interval",
         "watch_remind_after",
+        "escalate_after",
         "aws_connect_timeout",
         "aws_read_timeout",
         "db_connect_timeout",
@@ -141,9 +147,19 @@ class Settings(BaseSettings):
     def _channel_ids(cls, value: list[str]) -> list[str]:
         return _ids(value, _CHANNEL, "channel (C…/G…)")
 
-    @field_validator("watch_channel")
+    @field_validator("notify", mode="before")
     @classmethod
-    def _watch_channel(cls, value: str | None) -> str | None:
+    def _notify(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            cleaned = value.strip().lower()
+            if cleaned not in {"mention", "dm", "none"}:
+                raise ValueError(f"{value!r} is not one of mention, dm or none")
+            return cleaned
+        return value
+
+    @field_validator("watch_channel", "escalate_channel")
+    @classmethod
+    def _one_channel(cls, value: str | None) -> str | None:
         if value is not None:
             value = value.strip() or None
         if value is not None:

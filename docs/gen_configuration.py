@@ -114,6 +114,23 @@ SETTINGS: dict[str, Setting] = {
         "`config.watchRemindAfter`",
         "One reminder about a lock still held this long after its alert.",
     ),
+    "TFLOCK_NOTIFY": Setting(
+        "`config.notify`",
+        "How approvers hear about a new force-unlock request: `mention` (a reply in the request's thread mentioning "
+        "the user groups in `TFLOCK_APPROVERS` as groups and its users), `dm` (a direct message to each approver, "
+        "groups expanded, at most 25, never the requester) or `none`. Every mode links to the request. With "
+        "`TFLOCK_APPROVERS` empty there is nobody in particular to call.",
+    ),
+    "TFLOCK_ESCALATE_AFTER": Setting(
+        "`config.escalateAfter`",
+        "One reminder about a request still pending this long: in its thread (mentioning the approvers again in "
+        "`mention` mode) and, when set, in `TFLOCK_ESCALATE_CHANNEL`. Sent once whatever the number of replicas. "
+        "Keep it shorter than `TFLOCK_REQUEST_TTL`, or requests expire first.",
+    ),
+    "TFLOCK_ESCALATE_CHANNEL": Setting(
+        "`config.escalateChannel`",
+        "Channel ID (C…/G…) that also gets the escalation, e.g. the on-call channel. Unset: the thread only.",
+    ),
     "TFLOCK_AWS_CONNECT_TIMEOUT": Setting(
         "`config.awsConnectTimeout`",
         "How long one AWS connection attempt may take. With the read timeout and attempts below it bounds how "

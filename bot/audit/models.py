@@ -35,6 +35,9 @@ class AuditAction(StrEnum):
     ALREADY_RELEASED = "already_released"
     FAILED = "failed"
     RECONCILED = "reconciled"
+    NOTIFIED = "notified"  # approvers mentioned or messaged, and whether the holder was asked
+    ESCALATED = "escalated"  # the one reminder about a request still pending
+    HOLDER_ANSWERED = "holder_answered"  # the lock's holder said whether their run is still alive
     STATUS = "status"
     LIST = "list"
 

@@ -349,6 +349,13 @@ class Workspace:
         self._touch()
         return {"channel": message.channel, "ts": message.ts, "text": message.text}
 
+    def _api_chat_getPermalink(self, params: dict[str, Any]) -> dict[str, Any]:
+        message = self.messages.get(str(params.get("message_ts") or ""))
+        if message is None or message.channel != params.get("channel"):
+            raise SlackError("message_not_found")
+        link = f"https://{TEAM_DOMAIN}.slack.test/archives/{message.channel}/p{message.ts.replace('.', '')}"
+        return {"channel": message.channel, "permalink": link}
+
     def _api_chat_postEphemeral(self, params: dict[str, Any]) -> dict[str, Any]:
         channel, user = str(params.get("channel") or ""), str(params.get("user") or "")
         if not self._known_channel(channel):

@@ -7,6 +7,7 @@ ID); everything that matters is read again from AWS or the database.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from functools import partial
 from typing import Any
@@ -20,13 +21,15 @@ from bot.runtime import Runtime
 from bot.slack.errors import BUSY, after_ack, log_request, outcome_of, tell, user_message
 from bot.slack.ids import Action, Block, Callback, Field
 from bot.slack.messages import ApprovalMessages
+from bot.slack.notify import Notifier
 from bot.slack.people import People
 from bot.slack.views import reason_modal
-from bot.unlock.models import Pin, RequestView
+from bot.unlock.models import HolderAnswer, Pin, RequestView
 from bot.unlock.pins import LockPins, looks_like_pin
 from bot.unlock.policy import MAX_REASON_CHARS, RefusalCode, Refused
 from bot.unlock.workflow import UnlockWorkflow
 
+log = logging.getLogger(__name__)
 MAX_VALUE_CHARS = 2100  # a state address is at most ~1,100 characters
 
 
@@ -115,6 +118,7 @@ def reason_submitted(
     workflow: UnlockWorkflow,
     messages: ApprovalMessages,
     people: People,
+    notifier: Notifier,
 ) -> None:
     values = (view.get("state") or {}).get("values") or {}
     reason = str(((values.get(Block.REASON) or {}).get(Field.REASON) or {}).get("value") or "").strip()
@@ -150,6 +154,7 @@ def reason_submitted(
                 channel=channel,
                 expected_lock_id=lock_id if isinstance(lock_id, str) else None,
                 pinned=pinned,
+                notifier=notifier,
             )
             runtime.metrics.requests.labels(command=Callback.UNLOCK_REASON, outcome="ok").inc()
             log_request(body, "ok", time.monotonic() - started)
@@ -174,8 +179,10 @@ def open_request(
     channel: str | None,
     expected_lock_id: str | None = None,
     pinned: Pin | None = None,
+    notifier: Notifier | None = None,
 ) -> RequestView:
-    """Record the request, then post its approval message; a message that cannot be posted withdraws it."""
+    """Record the request, then post its approval message; a message that cannot be posted withdraws it.
+    Then call its approvers and ask the lock's holder (best effort: the request stands whatever Slack does)."""
     if not channel:
         raise BadInput("force-unlock requests must be made in a channel")
     try:
@@ -191,10 +198,16 @@ def open_request(
     except Refused as refused:
         raise messages.pointing_to_winner(refused) from None
     try:
-        return messages.post(request, channel)
+        posted = messages.post(request, channel)
     except Exception:
         workflow.cancel(request.id, user)
         raise
+    if notifier is not None:
+        try:
+            notifier.announce(posted)
+        except Exception:
+            log.exception("request %s: notifying approvers and the holder failed", posted.id)
+    return posted
 
 
 def decision_clicked(
@@ -224,8 +237,9 @@ def decide(
     action_id = str(action.get("action_id"))
     try:
         is_bot = people.bot_check(user)
-        if action_id == Action.APPROVE:
-            request, done = workflow.approve(request_id, user, is_bot=is_bot), "approved"
+        if action_id in {Action.APPROVE, Action.APPROVE_ANYWAY}:
+            past_warning = action_id == Action.APPROVE_ANYWAY
+            request, done = workflow.approve(request_id, user, is_bot=is_bot, past_warning=past_warning), "approved"
         elif action_id == Action.REJECT:
             request, done = workflow.reject(request_id, user, is_bot=is_bot), "rejected"
         else:
@@ -235,13 +249,38 @@ def decide(
         current = getattr(error, "request", None)
         if getattr(error, "why", None) is RefusalCode.EXPIRED and isinstance(current, RequestView):
             messages.show(current, None, current.status.value, _message(body))
+        if getattr(error, "why", None) is RefusalCode.HOLDER_RUNNING and isinstance(current, RequestView):
+            messages.redraw(current, _message(body))  # an old message still showed plain Approve
         raise
     messages.show(request, user, done, _message(body))
     runtime.metrics.requests.labels(command=action_id, outcome=request.status.value).inc()
 
 
+def holder_clicked(
+    ack: Ack,
+    body: dict[str, Any],
+    action: dict[str, Any],
+    respond: Respond,
+    runtime: Runtime,
+    notifier: Notifier,
+    people: People,
+) -> None:
+    ack()
+    after_ack(runtime, body, respond, lambda: holder_answer(body, action, notifier, people), runtime.clicks)
+
+
+def holder_answer(body: dict[str, Any], action: dict[str, Any], notifier: Notifier, people: People) -> None:
+    """The lock's holder answered in their DM: record it, then show it on the DM, the request and its thread."""
+    user, request_id = _clicked(body)
+    answer = HolderAnswer.RUNNING if action.get("action_id") == Action.HOLDER_RUNNING else HolderAnswer.DEAD
+    outcome = notifier.notices.answer_as_holder(request_id, user, answer, is_bot=people.bot_check(user))
+    notifier.show_holder_answer(outcome, user, _message(body))
+
+
 def register(app: App) -> None:
     app.action(Action.REQUEST_UNLOCK)(request_unlock_clicked)
     app.view(Callback.UNLOCK_REASON)(reason_submitted)
-    for action_id in (Action.APPROVE, Action.REJECT, Action.CANCEL):
+    for action_id in (Action.APPROVE, Action.APPROVE_ANYWAY, Action.REJECT, Action.CANCEL):
         app.action(action_id)(decision_clicked)
+    for action_id in (Action.HOLDER_RUNNING, Action.HOLDER_DEAD):
+        app.action(action_id)(holder_clicked)

@@ -1,14 +1,13 @@
 """Stale-lock alerts in Slack: the watchdog's notifier (post, thread reminder, update in place), the pure
-renderers of its messages, the Slack user behind a lock's `Who`, and the thread `serve` runs it on."""
+renderers of its messages, and the thread `serve` runs it on. The Slack user behind a lock's `Who` is
+found by bot/slack/people.py (SlackUsers)."""
 
 from __future__ import annotations
 
 import logging
 import threading
-import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
@@ -20,93 +19,15 @@ from bot.locks.facts import LockFacts, printable
 from bot.locks.lockinfo import LockInfoError, parse_lock_info
 from bot.slack.app import SlackBot
 from bot.slack.messages import SlackUnavailable
-from bot.slack.people import _TtlCache
+from bot.slack.people import SlackUsers
 from bot.slack.views import Message, _clip, _field, code, escape, mention, request_unlock_button, slack_time
 from bot.unlock.pins import LockPins
 from bot.watch.watchdog import Alert, AlertGone, Release, Watchdog
 
 log = logging.getLogger(__name__)
 
-USERS_CACHE_SECONDS = 600.0
-USERS_PAGE = 200
-MAX_USER_PAGES = 500  # 100,000 members: far beyond any workspace this bot is meant for
 # chat.update / a thread reply can never succeed on these: the alert is given up, not retried forever.
 _GONE = {"message_not_found", "cant_update_message", "channel_not_found", "is_archived", "thread_not_found"}
-
-
-# -- who holds the lock, in Slack ------------------------------------------------------------------
-def who_user(who: str) -> str | None:
-    """The user part of Terraform's `Who`: `user@host`, `DOMAIN\\user@HOST`; None for `@host` (no user)."""
-    user = who.rpartition("@")[0] if "@" in who else who
-    user = user.partition("@")[0]  # a UPN-style name (`alice@corp.example@host`): its local part
-    user = user.rpartition("\\")[2].strip()
-    return user.casefold() or None
-
-
-def matching_members(user: str, members: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Humans whose name, display name, real name or email local part is `user` (case-insensitive)."""
-    wanted = user.casefold()
-    found: set[str] = set()
-    for member in members:
-        user_id = str(member.get("id") or "")
-        if not user_id or member.get("deleted") or member.get("is_bot") or member.get("is_app_user"):
-            continue
-        if user_id == "USLACKBOT":
-            continue
-        profile = member.get("profile") or {}
-        email = str(profile.get("email") or "")
-        names = (
-            member.get("name"),
-            profile.get("display_name"),
-            profile.get("real_name"),
-            email.partition("@")[0] if "@" in email else None,
-        )
-        if any(isinstance(name, str) and name.strip().casefold() == wanted for name in names):
-            found.add(user_id)
-    return found
-
-
-class SlackUsers:
-    """The workspace's members (`users.list`, paged), cached for ten minutes; `users:read` scope."""
-
-    def __init__(
-        self,
-        client: WebClient,
-        *,
-        cache_seconds: float = USERS_CACHE_SECONDS,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        self.client = client
-        self._cache = _TtlCache(cache_seconds, clock)
-
-    def holder(self, who: str | None) -> str | None:
-        """The Slack user ID behind a lock's Who, only when exactly one human matches."""
-        user = who_user(who) if who else None
-        if user is None:
-            return None
-        found = matching_members(user, self.members())
-        return next(iter(found)) if len(found) == 1 else None
-
-    def members(self) -> tuple[Mapping[str, Any], ...]:
-        members = self._cache.get("members", self._load)
-        assert isinstance(members, tuple)
-        return members
-
-    def _load(self) -> tuple[Mapping[str, Any], ...]:
-        members: list[Mapping[str, Any]] = []
-        cursor: str | None = None
-        try:
-            for _ in range(MAX_USER_PAGES):
-                response = self.client.users_list(limit=USERS_PAGE, cursor=cursor)
-                members.extend(response.get("members") or [])
-                cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
-                if not cursor:
-                    break
-        except SlackApiError as exc:
-            # Alerts still go out, without a mention, until the next try in ten minutes.
-            log.warning("users.list failed (%s): stale-lock alerts will not mention holders", exc.response.get("error"))
-            return ()
-        return tuple(members)
 
 
 # -- messages (pure) ---------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ from bot.runtime import Runtime
 from bot.slack import actions, commands
 from bot.slack.errors import handle_error
 from bot.slack.messages import ApprovalMessages
-from bot.slack.people import People
+from bot.slack.notify import Notifier
+from bot.slack.people import People, SlackUsers
+from bot.unlock.notify import NotifyMode, RequestNotices
 from bot.unlock.policy import UnlockPolicy
 from bot.unlock.workflow import UnlockWorkflow
 
@@ -34,6 +36,7 @@ class SlackBot:
     people: People
     workflow: UnlockWorkflow
     messages: ApprovalMessages
+    notifier: Notifier
 
 
 SLACK_TIMEOUT = 10  # seconds for any Web API call from a worker
@@ -93,6 +96,22 @@ def build_bot(runtime: Runtime, client: WebClient | None = None) -> SlackBot:
         on_reconcile_failure=runtime.metrics.reconcile_failures.inc,
     )
     messages = ApprovalMessages(client, workflow)
+    notifier = Notifier(
+        client,
+        RequestNotices(workflow, settings.escalate_after),
+        messages,
+        people,
+        SlackUsers(client),
+        mode=NotifyMode(settings.notify),
+        escalate_channel=settings.escalate_channel,
+    )
+    if settings.escalate_after >= settings.request_ttl:
+        log.warning(
+            "TFLOCK_ESCALATE_AFTER (%s) is not shorter than TFLOCK_REQUEST_TTL (%s): requests expire before they "
+            "would be escalated",
+            settings.escalate_after,
+            settings.request_ttl,
+        )
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     # A modal must open while the click's trigger_id is valid (3 s): a short timeout and no 429 waits.
     modal_client = build_client(runtime, MODAL_TIMEOUT, rate_limit_retries=0)
@@ -115,6 +134,7 @@ def build_bot(runtime: Runtime, client: WebClient | None = None) -> SlackBot:
         "people": people,
         "workflow": workflow,
         "messages": messages,
+        "notifier": notifier,
         "modal_client": modal_client,
     }
 
@@ -126,4 +146,4 @@ def build_bot(runtime: Runtime, client: WebClient | None = None) -> SlackBot:
     app.error(handle_error)
     commands.register(app)
     actions.register(app)
-    return SlackBot(app, runtime, people, workflow, messages)
+    return SlackBot(app, runtime, people, workflow, messages, notifier)

@@ -21,6 +21,7 @@ from bot.slack.audit import audit
 from bot.slack.errors import BUSY, after_ack, log_request
 from bot.slack.ids import COMMAND
 from bot.slack.messages import ApprovalMessages
+from bot.slack.notify import Notifier
 from bot.slack.people import People
 from bot.slack.views import Message, error_message, help_message, list_message, status_message
 from bot.unlock.pins import LockPins
@@ -62,6 +63,7 @@ def tflock_command(
     messages: ApprovalMessages,
     people: People,
     client: WebClient,
+    notifier: Notifier,
 ) -> None:
     started = time.monotonic()
     request = SlashCommand.parse(command)
@@ -74,7 +76,7 @@ def tflock_command(
     answers: dict[str, Callable[[], Answered]] = {
         "status": lambda: _in_channel(*status(request, runtime)),
         "list": lambda: _in_channel(*list_locks(request, runtime)),
-        "unlock": lambda: (unlock(request, workflow, messages, people), True, None),
+        "unlock": lambda: (unlock(request, workflow, messages, people, notifier), True, None),
         "audit": lambda: (
             audit(runtime, people, client, user=request.user_id, channel=request.channel_id, argument=request.argument),
             True,
@@ -112,12 +114,25 @@ def tflock_command(
     after_ack(runtime, command, respond, answer, pool, reserved=True)
 
 
-def unlock(request: SlashCommand, workflow: UnlockWorkflow, messages: ApprovalMessages, people: People) -> Message:
+def unlock(
+    request: SlashCommand,
+    workflow: UnlockWorkflow,
+    messages: ApprovalMessages,
+    people: People,
+    notifier: Notifier | None = None,
+) -> Message:
     state, _, reason = request.argument.partition(" ")
     if not state:
         raise BadInput(f"Which state, and why? `{COMMAND} unlock <state> <reason…>`")
     opened = open_request(
-        workflow, messages, people, state=state, user=request.user_id, reason=reason, channel=request.channel_id
+        workflow,
+        messages,
+        people,
+        state=state,
+        user=request.user_id,
+        reason=reason,
+        channel=request.channel_id,
+        notifier=notifier,
     )
     return Message(f"Asked for approval of the force-unlock of {opened.address}.")
 

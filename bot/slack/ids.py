@@ -12,6 +12,9 @@ class Action(StrEnum):
     APPROVE = "tflock_approve"
     REJECT = "tflock_reject"
     CANCEL = "tflock_cancel"
+    APPROVE_ANYWAY = "tflock_approve_anyway"  # past the holder's "still running" (a second, explicit confirmation)
+    HOLDER_RUNNING = "tflock_holder_running"
+    HOLDER_DEAD = "tflock_holder_dead"
 
 
 class Callback(StrEnum):

@@ -41,12 +41,19 @@ class ApprovalMessages:
         return self.workflow.attach_message(request.id, str(response["channel"]), str(response["ts"]))
 
     def show(
-        self, request: RequestView, actor: str | None, action: str, clicked_on: tuple[str, str] | None = None
+        self,
+        request: RequestView,
+        actor: str | None,
+        action: str,
+        clicked_on: tuple[str, str] | None = None,
+        *,
+        reply: str | None = None,
     ) -> None:
         """Replace the approval message with the request's current state and add a thread reply.
 
         `clicked_on` (channel, ts of the message a button was on) is used only when the stored location
-        is not there yet: a click can arrive before the post's ts has been saved.
+        is not there yet: a click can arrive before the post's ts has been saved. `reply` (safe mrkdwn)
+        replaces the usual reply about a decision.
         """
         channel, ts = request.channel, request.message_ts
         if (not channel or not ts) and clicked_on is not None:
@@ -57,9 +64,21 @@ class ApprovalMessages:
         message = approval_message(request, self.workflow.clock())
         try:
             self.client.chat_update(channel=channel, ts=ts, **message.as_kwargs())
-            self.client.chat_postMessage(channel=channel, thread_ts=ts, text=decision_reply(request, actor, action))
+            text = reply if reply is not None else decision_reply(request, actor, action)
+            self.client.chat_postMessage(channel=channel, thread_ts=ts, text=text)
         except SlackApiError as exc:
             # The database is the record; a message that could not be updated is logged, not fatal.
+            log.error("could not update the message of request %s: %s", request.id, exc.response.get("error"))
+
+    def redraw(self, request: RequestView, clicked_on: tuple[str, str] | None = None) -> None:
+        """Replace the approval message with the request's current state, without a thread reply."""
+        channel, ts = request.channel or (clicked_on or ("", ""))[0], request.message_ts or (clicked_on or ("", ""))[1]
+        if not channel or not ts:
+            return
+        message = approval_message(request, self.workflow.clock())
+        try:
+            self.client.chat_update(channel=channel, ts=ts, **message.as_kwargs())
+        except SlackApiError as exc:
             log.error("could not update the message of request %s: %s", request.id, exc.response.get("error"))
 
     def permalink(self, request: RequestView) -> str | None:

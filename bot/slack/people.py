@@ -12,7 +12,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
@@ -21,6 +22,9 @@ from bot.unlock.policy import BotCheck, CannotCheck
 
 log = logging.getLogger(__name__)
 CACHE_SECONDS = 120.0
+USERS_CACHE_SECONDS = 600.0
+USERS_PAGE = 200
+MAX_USER_PAGES = 500  # 100,000 members: far beyond any workspace this bot is meant for
 # Answers that are facts about the user, not failures: they count as nobody and are cached like any answer.
 _NO_SUCH_USER = {"user_not_found", "user_not_visible"}
 _NO_SUCH_GROUP = {"no_such_subteam", "subteam_not_found", "plan_upgrade_required"}  # the group grants nobody
@@ -154,6 +158,10 @@ class People:
         user = self._users.get(user_id, load)
         return user if isinstance(user, dict) else None
 
+    def group_members(self, group: str) -> frozenset[str]:
+        """The users in a user group (cached); SlackLookupFailed when Slack could not be asked."""
+        return self._members(group)
+
     def _listed(self, user_id: str, entries: Sequence[str]) -> bool:
         if user_id in entries:
             return True
@@ -188,3 +196,80 @@ class People:
         members = self._groups.get(group, load)
         assert isinstance(members, frozenset)
         return members
+
+
+# -- who holds a lock, in Slack (the stale-lock alerts and the holder question) -------------------------
+def who_user(who: str) -> str | None:
+    """The user part of Terraform's `Who`: `user@host`, `DOMAIN\\user@HOST`; None for `@host` (no user)."""
+    user = who.rpartition("@")[0] if "@" in who else who
+    user = user.partition("@")[0]  # a UPN-style name (`alice@corp.example@host`): its local part
+    user = user.rpartition("\\")[2].strip()
+    return user.casefold() or None
+
+
+def matching_members(user: str, members: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Humans whose name, display name, real name or email local part is `user` (case-insensitive)."""
+    wanted = user.casefold()
+    found: set[str] = set()
+    for member in members:
+        user_id = str(member.get("id") or "")
+        if not user_id or member.get("deleted") or member.get("is_bot") or member.get("is_app_user"):
+            continue
+        if user_id == "USLACKBOT":
+            continue
+        profile = member.get("profile") or {}
+        email = str(profile.get("email") or "")
+        names = (
+            member.get("name"),
+            profile.get("display_name"),
+            profile.get("real_name"),
+            email.partition("@")[0] if "@" in email else None,
+        )
+        if any(isinstance(name, str) and name.strip().casefold() == wanted for name in names):
+            found.add(user_id)
+    return found
+
+
+class SlackUsers:
+    """The workspace's members (`users.list`, paged), cached for ten minutes; `users:read` scope."""
+
+    def __init__(
+        self,
+        client: WebClient,
+        *,
+        cache_seconds: float = USERS_CACHE_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.client = client
+        self._cache = _TtlCache(cache_seconds, clock)
+
+    def holder(self, who: str | None) -> str | None:
+        """The Slack user ID behind a lock's Who, only when exactly one human matches."""
+        found = self.holders(who)
+        return next(iter(found)) if len(found) == 1 else None
+
+    def holders(self, who: str | None) -> set[str]:
+        """Every human whose name matches the user part of a lock's Who (none for `@host` or no Who)."""
+        user = who_user(who) if who else None
+        return matching_members(user, self.members()) if user is not None else set()
+
+    def members(self) -> tuple[Mapping[str, Any], ...]:
+        members = self._cache.get("members", self._load)
+        assert isinstance(members, tuple)
+        return members
+
+    def _load(self) -> tuple[Mapping[str, Any], ...]:
+        members: list[Mapping[str, Any]] = []
+        cursor: str | None = None
+        try:
+            for _ in range(MAX_USER_PAGES):
+                response = self.client.users_list(limit=USERS_PAGE, cursor=cursor)
+                members.extend(response.get("members") or [])
+                cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+                if not cursor:
+                    break
+        except SlackApiError as exc:
+            # Alerts still go out, without a mention, until the next try in ten minutes.
+            log.warning("users.list failed (%s): stale-lock alerts will not mention holders", exc.response.get("error"))
+            return ()
+        return tuple(members)

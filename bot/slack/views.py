@@ -34,7 +34,8 @@ from bot.locks.model import Answer, Store
 from bot.slack.ids import COMMAND, Action, Callback
 from bot.slack.ids import Block as BlockId
 from bot.slack.ids import Field as FieldId
-from bot.unlock.models import RequestView, Status
+from bot.unlock.models import HolderAnswer, RequestView, Status
+from bot.unlock.notify import ApproverReach, HolderChoice, HolderMatch, HolderOutcome
 from bot.unlock.policy import MAX_REASON_CHARS
 
 MAX_LISTED = 40  # Slack allows 50 blocks a message; the rest is summarised
@@ -253,7 +254,16 @@ def approval_message(request: RequestView, now: datetime) -> Message:
         lines.append(f"{request.status.value.capitalize()} by {mention(request.decided_by)}")
     if request.outcome:
         lines.append(escape(request.outcome))
+    if request.holder:
+        lines.append(holder_line(request))
     blocks: list[Block] = [SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines))), fields=fields)]
+    if pending and request.holder_says_running:
+        warning = (
+            f":warning: *{mention(request.holder)}, who holds this lock, says their run is still running.* "
+            "Releasing it under a live run can corrupt the state. Approve only once you are sure it is dead: "
+            "*Approve anyway* asks you to confirm that."
+        )
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=warning)))
     if pending:
         blocks.append(
             ContextBlock(
@@ -270,7 +280,41 @@ def approval_message(request: RequestView, now: datetime) -> Message:
     return Message(escape(f"Force-unlock of {request.address}: {summary}"), tuple(blocks))
 
 
+def holder_line(request: RequestView) -> str:
+    """What the lock's holder was asked and said, for the request message."""
+    who = mention(request.holder)
+    if request.holder_answer is HolderAnswer.RUNNING:
+        return f":warning: Holder {who}: *my run is still running*"
+    if request.holder_answer is HolderAnswer.DEAD:
+        return f":skull: Holder {who}: *it's dead, go ahead*"
+    return f":speech_balloon: Holder {who} was asked whether their run is still alive; no answer yet"
+
+
 def approval_buttons(request: RequestView) -> list[ButtonElement]:
+    if request.holder_says_running:
+        return [_approve_anyway(request), *_approval_buttons(request)[1:]]
+    return _approval_buttons(request)
+
+
+def _approve_anyway(request: RequestView) -> ButtonElement:
+    """The only way to approve once the holder said "still running": its own action and a sterner confirmation."""
+    confirm = ConfirmObject(
+        title="The holder says it's running",
+        text=MarkdownTextObject(
+            text=f"{mention(request.holder)} says the run holding lock "
+            f"{code(_clip(request.lock_id or 'unreadable', 64))} is still running. Release it anyway? Only if you "
+            "have checked that run is dead: a live run could corrupt the state."
+        ),
+        confirm="Yes, the run is dead",
+        deny="No",
+        style="danger",
+    )
+    return ButtonElement(
+        text="Approve anyway", action_id=Action.APPROVE_ANYWAY, value=request.id, style="danger", confirm=confirm
+    )
+
+
+def _approval_buttons(request: RequestView) -> list[ButtonElement]:
     confirm = ConfirmObject(
         title="Release this lock?",
         text=MarkdownTextObject(  # Slack allows 300 characters here: the address is in the message itself
@@ -364,3 +408,154 @@ def audit_message(records: Sequence[AuditRecord], asked: str) -> Message:
     blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(chunk)))))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text="Add `csv` for every matching event as a file.")]))
     return Message(header, tuple(blocks))
+
+
+# -- reaching approvers and the lock's holder (bot/unlock/notify.py decides who) ---------------------------------
+def note_message(text: str) -> Message:
+    """A one-section thread reply whose text is already safe mrkdwn (built by the functions below)."""
+    return Message(_clip(text), (SectionBlock(text=MarkdownTextObject(text=_clip(text))),))
+
+
+def link_to(link: str | None, words: str, request: RequestView) -> str:
+    """`<permalink|words>`, or the channel when Slack gave no link."""
+    if link and re.fullmatch(r"https?://[^\s<>|]+", link):
+        return f"<{link}|{escape(words)}>"
+    if request.channel and re.fullmatch(r"[CG][A-Z0-9]{2,20}", request.channel):
+        return f"{escape(words)} in <#{request.channel}>"
+    return escape(words)
+
+
+def group_mention(group: str) -> str:
+    return f"<!subteam^{group}>" if re.fullmatch(r"S[A-Z0-9]{2,20}", group) else escape(group)
+
+
+def reach_mentions(reach: ApproverReach) -> str:
+    return " ".join([*(group_mention(g) for g in reach.groups), *(mention(u) for u in reach.users)])
+
+
+def approvers_call(request: RequestView, reach: ApproverReach, link: str | None) -> Message:
+    """The thread reply that mentions who can approve (TFLOCK_NOTIFY=mention)."""
+    text = (
+        f":bell: {reach_mentions(reach)} — {mention(request.requester)} asks to force-unlock "
+        f"{code(_clip(request.address, 500))}: {link_to(link, 'see the request', request)}. "
+        f"{request.approvals_missing} approval(s) needed."
+    )
+    return Message(_clip(text), (SectionBlock(text=MarkdownTextObject(text=_clip(text))),))
+
+
+def approver_dm(request: RequestView, link: str | None) -> Message:
+    """A direct message to one approver (TFLOCK_NOTIFY=dm)."""
+    text = (
+        f":bell: {mention(request.requester)} asks to force-unlock {code(_clip(request.address, 500))} and you can "
+        f"approve it: {link_to(link, 'open the request', request)}.\n"
+        f"Reason: “{escape(_clip(printable(request.reason), 1500))}”"
+    )
+    context = f"Expires {slack_time(request.expires_at)} · {request.approvals_missing} approval(s) needed"
+    return Message(
+        escape(f"Force-unlock of {_clip(request.address, 500)} waiting for your approval"),
+        (
+            SectionBlock(text=MarkdownTextObject(text=_clip(text))),
+            ContextBlock(elements=[MarkdownTextObject(text=context)]),
+        ),
+    )
+
+
+def holder_question(request: RequestView, link: str | None, now: datetime) -> Message:
+    """The holder's DM: who asks, why, the lock's facts, and the two answers."""
+    try:
+        info = parse_lock_info(request.raw_info)
+    except LockInfoError:
+        info = None
+    age = format_age(now - info.created) if info is not None and info.created is not None else "unknown"
+    text = (
+        f":wave: {mention(request.requester)} asks to force-unlock {code(_clip(request.address, 500))}, and the lock "
+        f"there carries your name. Is the run that took it still alive? ({link_to(link, 'the request', request)})\n"
+        f"Reason: “{escape(_clip(printable(request.reason), 1500))}”"
+    )
+    fields = [
+        _field("Who", escape(printable(info.who)) if info else "unknown"),
+        _field("Operation", escape(printable(info.operation_words)) if info else "unknown"),
+        _field("Lock ID", code(request.lock_id) if request.lock_id else "unreadable"),
+        _field("Held for", escape(age)),
+    ]
+    dead_confirm = ConfirmObject(
+        title="Your run is dead?",
+        text=MarkdownTextObject(text="If the run still holds this lock, releasing it can corrupt the state."),
+        confirm="It's dead",
+        deny="Not sure",
+    )
+    buttons = ActionsBlock(
+        elements=[
+            ButtonElement(text="My run is still running", action_id=Action.HOLDER_RUNNING, value=request.id),
+            ButtonElement(
+                text="It's dead, go ahead",
+                action_id=Action.HOLDER_DEAD,
+                value=request.id,
+                style="danger",
+                confirm=dead_confirm,
+            ),
+        ]
+    )
+    return Message(
+        escape(f"Is your run on {_clip(request.address, 500)} still alive? Someone asks to force-unlock it"),
+        (SectionBlock(text=MarkdownTextObject(text=_clip(text)), fields=fields), buttons),
+    )
+
+
+def holder_answered(outcome: HolderOutcome) -> Message:
+    """The holder's DM once answered: what they said and what it did (buttons gone)."""
+    request = outcome.request
+    said = "your run is still running" if outcome.answer is HolderAnswer.RUNNING else "your run is dead"
+    if outcome.answer is HolderAnswer.RUNNING:
+        did = "Approvers now see a warning and must confirm past it."
+    elif outcome.approved:
+        did = "That counts as your approval."
+    else:
+        did = f"That is recorded, but not an approval: {escape(outcome.note)}."
+    text = f":memo: You said {said} — for the force-unlock of {code(_clip(request.address, 500))}. {did}"
+    return Message(_clip(text), (SectionBlock(text=MarkdownTextObject(text=_clip(text))),))
+
+
+def holder_reply(outcome: HolderOutcome, holder: str) -> str:
+    """The request thread's reply about the holder's answer."""
+    who = mention(holder)
+    if outcome.answer is HolderAnswer.RUNNING:
+        return (
+            f":warning: {who}, who holds this lock, says *their run is still running*. Approving now needs "
+            "*Approve anyway*."
+        )
+    if outcome.approved:
+        return f":skull: {who}, who holds this lock, says *it's dead, go ahead* — counted as their approval."
+    return f":skull: {who}, who holds this lock, says *it's dead, go ahead* — not an approval: {escape(outcome.note)}."
+
+
+def holder_note(choice: HolderChoice, who: str | None, *, delivered: bool = True) -> str:
+    """The request thread's note on whether the lock's holder was asked, and why not."""
+    shown = code(_clip(printable(who), 200)) if who else "nobody"
+    if choice.match is HolderMatch.ASK and not delivered:
+        return (
+            f":grey_question: The lock's Who, {shown}, is {mention(choice.user)}, but Slack would not take a direct "
+            "message to them, so they were not asked whether their run is alive."
+        )
+    if choice.match is HolderMatch.ASK:
+        return f":speech_balloon: Asked {mention(choice.user)} (the lock's Who, {shown}) whether their run is alive."
+    if choice.match is HolderMatch.AMBIGUOUS:
+        return (
+            f":grey_question: The lock's Who, {shown}, matches {choice.candidates} Slack users, so nobody was asked "
+            "whether the run is alive."
+        )
+    if choice.match is HolderMatch.UNMATCHED:
+        return f":grey_question: The lock's Who, {shown}, matches no Slack user, so nobody was asked about the run."
+    return ":grey_question: The lock names no user, so nobody was asked whether the run is alive."
+
+
+def escalation_message(request: RequestView, now: datetime, reach: ApproverReach, link: str | None) -> Message:
+    """The one reminder about a request still pending, for its thread and TFLOCK_ESCALATE_CHANNEL."""
+    waited = format_age(now - request.created_at)
+    calls = f"{reach_mentions(reach)} " if reach.anyone else ""
+    text = (
+        f":alarm_clock: {calls}Still waiting after {escape(waited)}: {mention(request.requester)}'s force-unlock of "
+        f"{code(_clip(request.address, 500))} has {len(request.approvers)} of {request.approvals_required} "
+        f"approval(s) — {link_to(link, 'see the request', request)}. It expires {slack_time(request.expires_at)}."
+    )
+    return Message(_clip(text), (SectionBlock(text=MarkdownTextObject(text=_clip(text))),))

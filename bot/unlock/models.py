@@ -17,6 +17,13 @@ from bot.locks.model import Store
 PIN_ID_CHARS = 32
 
 
+class HolderAnswer(StrEnum):
+    """What the lock's holder said when asked (bot/unlock/notify.py)."""
+
+    RUNNING = "running"  # "My run is still running": a warning approvers must confirm past
+    DEAD = "dead"  # "It's dead, go ahead": an approval when they may approve (never the requester's)
+
+
 class Status(StrEnum):
     PENDING = "pending"
     APPROVED = "approved"  # enough approvals; the release has not started yet
@@ -73,6 +80,11 @@ class UnlockRequest(Base):
     executing_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     outcome: Mapped[str | None] = mapped_column(Text)  # a sentence about how it ended
+    # Notifications (migration 0008): set once, by the replica whose guarded UPDATE changed the row.
+    escalated_at: Mapped[datetime | None]
+    holder: Mapped[str | None] = mapped_column(String(ACTOR_CHARS))  # the Slack user asked about their run
+    holder_answer: Mapped[str | None] = mapped_column(String(16))  # HolderAnswer
+    holder_answered_at: Mapped[datetime | None]
 
 
 class Approval(Base):
@@ -109,6 +121,10 @@ class RequestView:
     executing_at: datetime | None
     finished_at: datetime | None
     outcome: str | None
+    escalated_at: datetime | None = None
+    holder: str | None = None
+    holder_answer: HolderAnswer | None = None
+    holder_answered_at: datetime | None = None
 
     @classmethod
     def of(cls, row: UnlockRequest, approvers: Sequence[str]) -> RequestView:
@@ -136,7 +152,16 @@ class RequestView:
             executing_at=row.executing_at,
             finished_at=row.finished_at,
             outcome=row.outcome,
+            escalated_at=row.escalated_at,
+            holder=row.holder,
+            holder_answer=HolderAnswer(row.holder_answer) if row.holder_answer else None,
+            holder_answered_at=row.holder_answered_at,
         )
+
+    @property
+    def holder_says_running(self) -> bool:
+        """The holder said their run is still alive: approving needs an explicit confirmation past that."""
+        return self.holder_answer is HolderAnswer.RUNNING
 
     @property
     def is_final(self) -> bool:

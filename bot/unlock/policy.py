@@ -38,6 +38,8 @@ class RefusalCode(StrEnum):
     ALREADY_REQUESTED = "already_requested"
     LOCK_CHANGED = "lock_changed"
     LOOKUP_FAILED = "lookup_failed"  # Slack could not say who the person is: nothing decided on a guess
+    NOT_HOLDER = "not_holder"  # answered a question about a run that was put to someone else
+    HOLDER_RUNNING = "holder_running"  # a plain Approve after the holder said their run is still alive
 
 
 class CannotCheck(TflockError):
@@ -165,6 +167,15 @@ def refuse_lookup_failed(cause: CannotCheck, request: RequestView | None = None)
     return Refused(
         RefusalCode.LOOKUP_FAILED,
         f"Slack could not be asked who you are right now ({cause}), so nothing was changed; try again in a minute.",
+        request,
+    )
+
+
+def refuse_holder_running(request: RequestView) -> Refused:
+    return Refused(
+        RefusalCode.HOLDER_RUNNING,
+        "The person who holds this lock says their run is still running, so a plain Approve is not enough: the "
+        "request now shows *Approve anyway*. Use it only once you are sure that run is dead.",
         request,
     )
 

@@ -49,6 +49,7 @@ from bot.unlock.policy import (
     UnlockPolicy,
     already_decided,
     refuse_expired,
+    refuse_holder_running,
     refuse_if_decided,
 )
 from bot.unlock.release import Comparison, Finding, Seen, compare, delete_seen
@@ -218,8 +219,14 @@ class UnlockWorkflow:
             self._view(session, waiting),
         )
 
-    def approve(self, request_id: str, approver: str, *, is_bot: BotCheck = False) -> RequestView:
-        """Count one approval; the one that completes the quorum releases the lock before returning."""
+    def approve(
+        self, request_id: str, approver: str, *, is_bot: BotCheck = False, past_warning: bool = False
+    ) -> RequestView:
+        """Count one approval; the one that completes the quorum releases the lock before returning.
+
+        When the lock's holder has said their run is still running, only an approval given `past_warning`
+        (the Slack side's *Approve anyway*, a second explicit confirmation) counts; a plain one is refused.
+        """
         with self._attempt("approve", approver, request_id=request_id) as attempt:
             request = self._known(request_id, attempt)
             self.policy.check_approver(request, approver, is_bot)  # may ask Slack about groups: no transaction open
@@ -228,6 +235,9 @@ class UnlockWorkflow:
                 row = self._locked(session, request.id)
                 current = self._view(session, row)
                 refuse_if_decided(current)
+                warned = current.holder_says_running
+                if warned and not past_warning and now < row.expires_at:
+                    raise refuse_holder_running(current)
                 quorum = False
                 expired = now >= row.expires_at
                 if expired:
@@ -252,7 +262,12 @@ class UnlockWorkflow:
                         current,
                         actor=approver,
                         at=now,
-                        detail={"approvals": count, "required": row.approvals_required, "quorum_reached": quorum},
+                        detail={
+                            "approvals": count,
+                            "required": row.approvals_required,
+                            "quorum_reached": quorum,
+                            **({"past_holder_warning": True} if warned else {}),
+                        },
                     )
                 current = self._view(session, self._reload(session, row.id))
             if expired:

@@ -303,6 +303,9 @@ EVERY_SETTING = {
         "watchChannel": "C0ALERTS1",
         "watchInterval": "10m",
         "watchRemindAfter": "6h",
+        "notify": "dm",
+        "escalateAfter": "15m",
+        "escalateChannel": "C0ONCALL1",
         "logLevel": "DEBUG",
         "logFormat": "json",
         "awsConnectTimeout": "1s",
@@ -332,6 +335,7 @@ def test_every_setting_can_be_given_through_values() -> None:
     assert values["TFLOCK_APPROVALS_REQUIRED"] == "2"
     assert values["TFLOCK_STALE_AFTER"] == "1h30m"
     assert values["TFLOCK_PORT"] == "8080"
+    assert values["TFLOCK_NOTIFY"] == "dm" and values["TFLOCK_ESCALATE_CHANNEL"] == "C0ONCALL1"
     assert values["SLACK_API_URL"] == "https://slack-gov.com/api/"
     # The values are ones the bot itself accepts.
     settings = Settings.model_validate({k: v for k, v in values.items() if k != "TFLOCK_BACKENDS_FILE"})

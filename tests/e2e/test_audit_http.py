@@ -82,7 +82,7 @@ def test_audit_for_an_auditor_and_a_refusal_for_anyone_else(
         slack.wait_for("/response/csv")
         upload = slack.wait_for("/upload/F0001")[-1].body["_raw"]
         rows = list(csv.DictReader(io.StringIO(upload)))
-        assert [r["action"] for r in rows] == ["requested", "approved", "executing", "executed"]
+        assert [r["action"] for r in rows] == ["requested", "notified", "approved", "executing", "executed"]
         complete = slack.wait_for("/api/files.completeUploadExternal")[-1].body
         assert complete["channel_id"] == "D0AUDREY1"  # a direct message to the auditor, not the channel
     finally:
@@ -97,6 +97,7 @@ def test_audit_for_an_auditor_and_a_refusal_for_anyone_else(
     story = run_cli("audit", "query", "--state", f"s3://{BUCKET}/{KEY}", env={"TFLOCK_DATABASE_URL": database})
     assert [line.split()[3] for line in story.stdout.splitlines()[1:]] == [
         "requested",
+        "notified",
         "approved",
         "executing",
         "executed",

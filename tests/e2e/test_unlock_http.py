@@ -108,6 +108,7 @@ def test_request_refusals_and_release_over_http(
         ]
     assert story == [
         ("requested", ALICE),
+        ("notified", None),  # approvers called, the holder looked for (docs/design.md §8)
         ("refused", ALICE),
         ("refused", "U0MALLORY"),
         ("approved", BOB),

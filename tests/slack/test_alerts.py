@@ -12,8 +12,9 @@ from slack_sdk import WebClient
 from bot.locks.address import StateAddress
 from bot.locks.facts import lock_facts
 from bot.locks.model import LockSnapshot, StateLock, Store
-from bot.slack import alerts
-from bot.slack.alerts import SlackUsers, alert_message, matching_members, released_message, who_user
+from bot.slack import people
+from bot.slack.alerts import alert_message, released_message
+from bot.slack.people import SlackUsers, matching_members, who_user
 from bot.unlock.models import RequestView, Status
 from bot.watch.watchdog import Alert, Release
 from tests.fakeslack import FakeSlack
@@ -77,7 +78,7 @@ def test_the_holder_is_mentioned_only_when_unambiguous(slack: FakeSlack) -> None
 
 
 def test_members_are_read_page_by_page_and_cached(slack: FakeSlack, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(alerts, "USERS_PAGE", 2)
+    monkeypatch.setattr(people, "USERS_PAGE", 2)
     for n in range(5):
         slack.users[f"U{n}"] = member(f"U{n}", f"user{n}")
     now = [0.0]

@@ -126,6 +126,7 @@ def test_the_whole_story(approvers: SlackBot, slack: FakeSlack, aws: Aws) -> Non
     story = [(e.action, e.actor, (e.detail or {}).get("why")) for e in events(bot) if e.request_id == request_id]
     assert story == [
         ("requested", ALICE, None),
+        ("notified", None, None),  # approvers called, holder looked for (tests/slack/test_notify.py)
         ("refused", ALICE, "self_approval"),
         ("refused", EVE, "not_approver"),
         ("approved", BOB, None),

@@ -208,6 +208,18 @@ Cross-field rules the schema cannot say clearly; each failure names the value to
 - name: TFLOCK_WATCH_REMIND_AFTER
   value: {{ . | quote }}
 {{- end }}
+{{- with $c.notify }}
+- name: TFLOCK_NOTIFY
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.escalateAfter }}
+- name: TFLOCK_ESCALATE_AFTER
+  value: {{ . | quote }}
+{{- end }}
+{{- with $c.escalateChannel }}
+- name: TFLOCK_ESCALATE_CHANNEL
+  value: {{ . | quote }}
+{{- end }}
 {{- with $c.logLevel }}
 - name: TFLOCK_LOG_LEVEL
   value: {{ . | quote }}
