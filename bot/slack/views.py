@@ -177,7 +177,7 @@ def released_hold_message(address: str, holder: str, reason: str, held_for: str,
     """In the channel: the hold is over and Terraform can lock the state again."""
     lines = [
         f":white_check_mark: *Hold released* on {code(address)} by {mention(holder)} after {escape(held_for)}.",
-        f"It was held for: “{escape(printable(reason))}”",
+        f"The reason was: “{escape(printable(reason))}”",
     ]
     if outcome:
         lines.append(escape(outcome))
