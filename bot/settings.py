@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     watch_channel: str | None = Field(default=None, validation_alias="TFLOCK_WATCH_CHANNEL")
     watch_interval: timedelta = Field(default=timedelta(minutes=5), validation_alias="TFLOCK_WATCH_INTERVAL")
     watch_remind_after: timedelta = Field(default=timedelta(hours=4), validation_alias="TFLOCK_WATCH_REMIND_AFTER")
+    hold_remind_after: timedelta = Field(default=timedelta(hours=4), validation_alias="TFLOCK_HOLD_REMIND_AFTER")
 
     # Reaching people about a force-unlock request (docs/design.md §8, notifications).
     notify: Literal["mention", "dm", "none"] = Field(default="mention", validation_alias="TFLOCK_NOTIFY")
@@ -120,6 +121,7 @@ class Settings(BaseSettings):
         "watch_interval",
         "watch_remind_after",
         "escalate_after",
+        "hold_remind_after",
         "aws_connect_timeout",
         "aws_read_timeout",
         "db_connect_timeout",

@@ -40,6 +40,8 @@ class AuditAction(StrEnum):
     HOLDER_ANSWERED = "holder_answered"  # the lock's holder said whether their run is still alive
     STATUS = "status"
     LIST = "list"
+    HELD = "held"  # a hold is being taken: written before the lock is (bot/unlock/holds.py)
+    RELEASED = "released"  # a hold is being released: written before the lock is deleted
 
 
 class AuditEvent(Base):

@@ -306,6 +306,7 @@ EVERY_SETTING = {
         "notify": "dm",
         "escalateAfter": "15m",
         "escalateChannel": "C0ONCALL1",
+        "holdRemindAfter": "8h",
         "logLevel": "DEBUG",
         "logFormat": "json",
         "awsConnectTimeout": "1s",
