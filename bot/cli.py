@@ -207,6 +207,21 @@ def cmd_audit_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.history.query import render_history, state_history  # noqa: PLC0415
+
+    backends = load_backends(settings)
+    address = parse_address(args.state, backends.aliases)
+    backends.for_address(address)
+    past = state_history(_audit_sessions(settings), str(address), args.limit)
+    if args.json:
+        _json_output()
+        print(json.dumps([lock.as_json() for lock in past], indent=2, ensure_ascii=False))
+    else:
+        print(render_history(str(address), past))
+    return 0
+
+
 def _safe_url(url: str) -> str:
 
     return make_url(url).render_as_string(hide_password=True)
@@ -279,6 +294,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+
+    history = sub.add_parser("history", help="the last locks tflock saw on a state: who, how long, how each ended")
+    history.add_argument("state", help="bucket/key, s3://bucket/key or an alias")
+    history.add_argument("--limit", type=int, default=10, help="how many locks, newest first (default 10, at most 50)")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    history.set_defaults(func=cmd_history)
 
     list_ = sub.add_parser("list", help="every held lock across the configured backends, oldest first")
     list_.add_argument("--stale", action="store_true", help="only locks older than TFLOCK_STALE_AFTER")

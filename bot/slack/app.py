@@ -91,6 +91,7 @@ def build_bot(runtime: Runtime, client: WebClient | None = None) -> SlackBot:
         UnlockPolicy.from_settings(settings, people.is_approver),
         runtime.clock,
         on_reconcile_failure=runtime.metrics.reconcile_failures.inc,
+        on_history_missed=runtime.metrics.history_missed.inc,
     )
     messages = ApprovalMessages(client, workflow)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None

@@ -28,8 +28,9 @@ from slack_sdk.models.views import View
 from bot.audit.models import AuditRecord
 from bot.audit.query import note
 from bot.durations import format_age
+from bot.history.query import ENDED_WORDS, PastLock
 from bot.locks.facts import LockFacts, printable
-from bot.locks.lockinfo import LockInfoError, parse_lock_info
+from bot.locks.lockinfo import LockInfoError, describe_operation, parse_lock_info
 from bot.locks.model import Answer, Store
 from bot.slack.ids import COMMAND, Action, Callback
 from bot.slack.ids import Block as BlockId
@@ -182,7 +183,9 @@ USAGE = escape(
     f"*{COMMAND} status <state>* — who holds a state's lock, since when\n"
     f"*{COMMAND} list [stale]* — every held lock, oldest first\n"
     f"*{COMMAND} unlock <state> <reason…>* — ask for a force-unlock; a second person must approve\n"
+    f"*{COMMAND} history <state>* — the last locks on a state: who, how long, how each ended\n"
     f"*{COMMAND} audit [state] [since:7d] [user:@x] [csv]* — the audit trail (auditors only)\n"
+    f"*{COMMAND} report [since:90d]* — lock and force-unlock figures with charts (auditors only)\n"
     f"*{COMMAND} help* — this message\n"
     "A state is `bucket/key` as Terraform prints it under `Path:`, `s3://bucket/key`, an alias, or the lock `ID:`."
 )
@@ -364,3 +367,59 @@ def audit_message(records: Sequence[AuditRecord], asked: str) -> Message:
     blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(chunk)))))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text="Add `csv` for every matching event as a file.")]))
     return Message(header, tuple(blocks))
+
+
+# -- lock history --------------------------------------------------------------------------------
+def held_for_text(past: PastLock) -> str:
+    """`3h 7m` when tflock knows it exactly, `at least 3h 7m` otherwise."""
+    age = format_age(past.held_for)
+    return age if past.held_for_exact else f"at least {age}"
+
+
+def ended_text(past: PastLock) -> str:
+    if past.ended is None:
+        return f"still held when last seen ({slack_time(past.last_seen)})"
+    words = ENDED_WORDS.get(past.ended, escape(past.ended))
+    if past.request_id:
+        words += f" (request {code(past.request_id)})"
+    return f"{words}, {slack_time(past.gone_at)}" if past.gone_at is not None else words
+
+
+def history_message(state: str, past: Sequence[PastLock]) -> Message:
+    """The last locks seen on one state, newest first: who, what, how long, how it ended."""
+    header = f"Lock history of {code(printable(state))}"
+    if not past:
+        text = (
+            f"{header}: no lock seen yet. tflock records the locks it sees through status, list and its "
+            "stale-lock watchdog."
+        )
+        return Message(f"No lock history for {escape(printable(state))}.", (_section(text),))
+    lines = []
+    for lock in past:
+        who = code(printable(lock.who)) if lock.who else "someone (unreadable Info)"
+        operation = escape(printable(describe_operation(lock.operation))) if lock.operation is not None else "?"
+        stale = " :hourglass: stale" if lock.stale else ""
+        created = f"since {slack_time(lock.created)}" if lock.created else f"first seen {slack_time(lock.first_seen)}"
+        lines.append(f"• {who} — {operation}, {created}; held *{held_for_text(lock)}*{stale}; {ended_text(lock)}")
+    blocks: list[Block] = [_section(f"*{header}* — the last {len(past)} lock(s), newest first")]
+    chunk: list[str] = []
+    for line in lines:
+        if sum(len(item) + 1 for item in chunk) + len(line) > MAX_TEXT:
+            blocks.append(_section("\n".join(chunk)))
+            chunk = []
+        chunk.append(_clip(line, 1000))
+    blocks.append(_section("\n".join(chunk)))
+    blocks.append(
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text="“At least”: tflock saw the lock held that long; it went some time before it was seen gone."
+                )
+            ]
+        )
+    )
+    return Message(f"Lock history of {escape(printable(state))}: {len(past)} lock(s)", tuple(blocks))
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=_clip(text)))

@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 import bot.audit.models
+import bot.history.models
 import bot.unlock.models
 from bot.db import (
     Base,
@@ -25,7 +26,15 @@ from bot.db import (
 )
 from tests.database import POSTGRES_URL, postgres_schema
 
-TABLES = {"alembic_version", "audit_events", "unlock_requests", "unlock_approvals", "watch_alerts", "pinned_locks"}
+TABLES = {
+    "alembic_version",
+    "audit_events",
+    "unlock_requests",
+    "unlock_approvals",
+    "watch_alerts",
+    "pinned_locks",
+    "lock_history",
+}
 
 
 def test_migrations_upgrade_an_empty_database_to_head(database_url: str) -> None:
