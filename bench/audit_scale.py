@@ -54,9 +54,9 @@ from bench.common import launch, machine  # noqa: E402
 from bot.audit.chain import GENESIS, event_hash, verify_chain  # noqa: E402
 from bot.audit.models import AuditAction  # noqa: E402
 from bot.audit.query import AuditFilter, plan, stream_events, summary, write_events  # noqa: E402
-from bot.audit.report import build_report  # noqa: E402
 from bot.audit.writer import record_event  # noqa: E402
 from bot.db import engine_url, make_engine, make_sessions, reading, upgrade_to_head  # noqa: E402
+from bot.reports.report import build_report  # noqa: E402
 
 QUERY_P50_TARGET_MS = 50.0
 EXPORT_RSS_TARGET_MIB = 200.0

@@ -25,6 +25,7 @@ from bot.slack.errors import BUSY, after_ack, log_request
 from bot.slack.ids import COMMAND
 from bot.slack.messages import ApprovalMessages
 from bot.slack.people import People
+from bot.slack.report import report as manager_report
 from bot.slack.views import Message, error_message, help_message, history_message, list_message, status_message
 from bot.unlock.pins import LockPins
 from bot.unlock.workflow import UnlockWorkflow
@@ -81,6 +82,13 @@ def tflock_command(
         "history": lambda: (history(request, runtime), False, None),
         "audit": lambda: (
             audit(runtime, people, client, user=request.user_id, channel=request.channel_id, argument=request.argument),
+            True,
+            None,
+        ),
+        "report": lambda: (
+            manager_report(
+                runtime, people, client, user=request.user_id, channel=request.channel_id, argument=request.argument
+            ),
             True,
             None,
         ),

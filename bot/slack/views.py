@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -32,6 +32,7 @@ from bot.history.query import ENDED_WORDS, PastLock
 from bot.locks.facts import LockFacts, printable
 from bot.locks.lockinfo import LockInfoError, describe_operation, parse_lock_info
 from bot.locks.model import Answer, Store
+from bot.reports.report import Figures
 from bot.slack.ids import COMMAND, Action, Callback
 from bot.slack.ids import Block as BlockId
 from bot.slack.ids import Field as FieldId
@@ -423,3 +424,64 @@ def history_message(state: str, past: Sequence[PastLock]) -> Message:
 
 def _section(text: str) -> SectionBlock:
     return SectionBlock(text=MarkdownTextObject(text=_clip(text)))
+
+
+# -- the report --------------------------------------------------------------------------------------
+def _p50_p95(p50: timedelta | None, p95: timedelta | None) -> str:
+    if p50 is None or p95 is None:
+        return "none in this period"
+    return f"p50 {format_age(p50)} · p95 {format_age(p95)}"
+
+
+def _people(counts: Mapping[str, int], limit: int = 5) -> str:
+    shown = [f"{mention(person)} {count}" for person, count in list(counts.items())[:limit]]
+    return ", ".join(shown) or "none"
+
+
+def report_message(figures: Figures, charts_note: str) -> Message:
+    """The report's headline figures for an auditor (definitions: docs/audit.md, "The report")."""
+    report = figures.force_unlock
+    period = f"{figures.since:%Y-%m-%d %H:%M} to {figures.until:%Y-%m-%d %H:%M} UTC"
+    outcomes = ", ".join(f"{escape(k)} {v}" for k, v in report.outcomes.items()) or "none"
+    fields = [
+        _field("Locks seen", f"{figures.locks_seen}"),
+        _field("Stale locks", f"{figures.stale_locks}"),
+        _field("Holds released", f"{figures.holds}"),
+        _field("Force-unlock requests", f"{figures.requests} made · {report.executed} executed"),
+        _field("How requests ended", outcomes),
+        _field("Refusals", f"{figures.refusals}"),
+        _field("Request → release", _p50_p95(figures.release_p50, figures.release_p95)),
+        _field("Request → approval", _p50_p95(figures.approval_p50, figures.approval_p95)),
+    ]
+    blocking = [
+        f"• {code(printable(b.state))}: {b.locks} lock(s), {b.stale} stale, held at least {format_age(b.held)}"
+        for b in figures.blocking[:5]
+    ]
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text="tflock report")),
+        ContextBlock(elements=[MarkdownTextObject(text=period)]),
+        SectionBlock(fields=fields),
+        _section("*States that block most*\n" + ("\n".join(blocking) or "No lock seen in this period.")),
+        SectionBlock(
+            fields=[
+                _field("Top requesters (executed)", _people(report.requesters)),
+                _field("Top approvers (executed)", _people(report.approvers)),
+            ]
+        ),
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text=_clip(
+                        f"{escape(charts_note)} Every figure is defined in docs/audit.md; "
+                        "`tflock-bot audit report --format csv` gives them all.",
+                        1990,
+                    )
+                )
+            ]
+        ),
+    ]
+    text = (
+        f"tflock report {period}: {figures.locks_seen} locks seen, {figures.stale_locks} stale, "
+        f"{report.executed} force-unlocks"
+    )
+    return Message(text, tuple(blocks))
