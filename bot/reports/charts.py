@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from bot.reports.report import Figures
+from bot.reports.report import HOLD_BUCKETS, Figures
 
 BACKGROUND = "#ececec"
 INK = "#222222"
@@ -30,7 +30,6 @@ WEEKLY_TITLE = "Stale locks and force-unlocks per week"
 HOLD_TITLE = "How long locks were held"
 APPROVAL_TITLE = "Time from force-unlock request to approval"
 # Hours: the buckets of the two distributions (the last one is open-ended).
-HOLD_BUCKETS = (0.0, 0.25, 1.0, 2.0, 4.0, 8.0, 24.0, 72.0, 168.0)
 APPROVAL_BUCKETS = (0.0, 1 / 12, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 24.0)
 
 
@@ -49,7 +48,7 @@ def render_charts(figures: Figures) -> list[Chart]:
             "tflock-hold-times.png",
             HOLD_TITLE,
             _histogram(
-                HOLD_TITLE, figures.hold_times, HOLD_BUCKETS, BLUE, "held for (at least, unless tflock ended it)"
+                HOLD_TITLE, figures.hold_buckets, HOLD_BUCKETS, BLUE, "held for (at least, unless tflock ended it)"
             ),
         ),
         Chart(
@@ -57,7 +56,7 @@ def render_charts(figures: Figures) -> list[Chart]:
             APPROVAL_TITLE,
             _histogram(
                 APPROVAL_TITLE,
-                figures.approval_times,
+                bucket_counts(figures.approval_times, APPROVAL_BUCKETS),
                 APPROVAL_BUCKETS,
                 ORANGE,
                 "from the request to the approval that completed it",
@@ -115,19 +114,14 @@ def _weekly(figures: Figures) -> bytes:
 
 def _histogram(
     title: str,
-    values: tuple[timedelta, ...],
+    counts: tuple[int, ...],
     buckets: tuple[float, ...],
     colour: str,
     xlabel: str,
     *,
     what: str = "locks",
 ) -> bytes:
-    figure, axes = _figure(title, f"{len(values)} {what}")
-    hours = [value.total_seconds() / 3600 for value in values]
-    counts = [0] * len(buckets)
-    for value in hours:
-        index = max(i for i, low in enumerate(buckets) if value >= low) if value >= 0 else 0
-        counts[index] += 1
+    figure, axes = _figure(title, f"{sum(counts)} {what}")
     labels = [_bucket_label(buckets, i) for i in range(len(buckets))]
     axes.bar(range(len(buckets)), counts, 0.7, color=colour)
     axes.set_xticks(range(len(buckets)), labels, color=INK, fontsize=8)
@@ -135,6 +129,15 @@ def _histogram(
     axes.set_ylabel(what, color=INK)
     axes.yaxis.set_major_locator(MaxNLocator(integer=True))
     return _png(figure, title)
+
+
+def bucket_counts(values: tuple[timedelta, ...], buckets: tuple[float, ...]) -> tuple[int, ...]:
+    """How many values fall in each bucket (hours where each starts; the last is open-ended)."""
+    counts = [0] * len(buckets)
+    for value in values:
+        hours = value.total_seconds() / 3600
+        counts[max((i for i, low in enumerate(buckets) if hours >= low), default=0)] += 1
+    return tuple(counts)
 
 
 def _bucket_label(buckets: tuple[float, ...], index: int) -> str:

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, and_, case, extract, func, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -28,7 +28,7 @@ from bot.audit.models import AuditAction, AuditEvent
 from bot.db import DatabaseUnavailable, describe_error, reading
 from bot.durations import format_age
 from bot.history.models import Ending, LockHistory
-from bot.history.query import PastLock
+from bot.history.query import EXACT_ENDINGS
 from bot.locks.facts import printable
 from bot.locks.lockinfo import LockInfoError, parse_lock_info
 from bot.unlock.models import Approval, Status, UnlockRequest
@@ -213,6 +213,8 @@ def _ages_text(ages: LockAges) -> str:
 
 # -- the figures managers ask for (issue 15) ------------------------------------------------------------
 TOP = 10  # states, requesters and approvers shown
+# Hours: where the hold-time buckets start (the last one is open-ended).
+HOLD_BUCKETS = (0.0, 0.25, 1.0, 2.0, 4.0, 8.0, 24.0, 72.0, 168.0)
 APPROVED = (
     Status.APPROVED,
     Status.EXECUTING,
@@ -255,7 +257,7 @@ class Figures:
     approval_p95: timedelta | None
     blocking: tuple[StateBlocking, ...]  # most blocking first
     weeks: tuple[Week, ...]
-    hold_times: tuple[timedelta, ...]  # every lock seen in the window, how long it was held (at least)
+    hold_buckets: tuple[int, ...]  # locks seen, by how long they were held (at least), one per HOLD_BUCKETS
     approval_times: tuple[timedelta, ...]
 
     @property
@@ -324,35 +326,34 @@ def build_figures(
             where.append(UnlockRequest.state_address == state)
     try:
         with reading(sessions) as session:
-            locks = session.execute(
+            held = _held_seconds(session)
+            per_state: dict[str, list[Any]] = {}
+            for address, count, stale_count, held_sum in session.execute(
                 select(
                     LockHistory.state_address,
-                    LockHistory.created_at,
-                    LockHistory.first_seen_at,
-                    LockHistory.last_seen_at,
-                    LockHistory.gone_at,
-                    LockHistory.ended,
-                    LockHistory.stale,
+                    func.count(),
+                    func.sum(case((LockHistory.stale, 1), else_=0)),
+                    func.sum(held),
                 )
                 .where(*seen)
-                .execution_options(yield_per=5000)
+                .group_by(LockHistory.state_address)
+            ):
+                per_state[address] = [int(count), int(stale_count or 0), timedelta(seconds=round(held_sum or 0))]
+            locks_seen = sum(counts[0] for counts in per_state.values())
+            stale_locks = sum(counts[1] for counts in per_state.values())
+            bucket = case(
+                *((held >= low * 3600, index) for index, low in reversed(list(enumerate(HOLD_BUCKETS)))), else_=0
             )
-            per_state: dict[str, list[Any]] = {}
-            stale_weeks: dict[date, int] = {}
-            hold_times: list[timedelta] = []
-            locks_seen = stale_locks = 0
-            for address, created, first, last, gone, ended, stale in locks:
-                held = _held(created, first, last, gone, ended)
-                locks_seen += 1
-                hold_times.append(held)
-                counts = per_state.setdefault(address, [0, 0, timedelta(0)])
-                counts[0] += 1
-                counts[2] += held
-                if stale:
-                    stale_locks += 1
-                    counts[1] += 1
-                    monday = _monday(first)
-                    stale_weeks[monday] = stale_weeks.get(monday, 0) + 1
+            hold_buckets = [0] * len(HOLD_BUCKETS)
+            for index, count in session.execute(select(bucket, func.count()).where(*seen).group_by(bucket)):
+                hold_buckets[int(index)] += int(count)
+            week = _week(session, LockHistory.first_seen_at)
+            stale_weeks = {
+                _as_date(monday): int(count)
+                for monday, count in session.execute(
+                    select(week, func.count()).where(*seen, LockHistory.stale).group_by(week)
+                )
+            }
             holds = session.execute(
                 select(func.count())
                 .select_from(LockHistory)
@@ -397,7 +398,7 @@ def build_figures(
         approval_p95=percentile(approval_times, 95),
         blocking=tuple(blocking[:TOP]),
         weeks=_weeks(since, until, stale_weeks, unlock_weeks),
-        hold_times=tuple(sorted(hold_times)),
+        hold_buckets=tuple(hold_buckets),
         approval_times=tuple(approval_times),
     )
 
@@ -410,12 +411,34 @@ def percentile(ordered: list[timedelta], p: float) -> timedelta | None:
     return ordered[rank - 1]
 
 
-def _held(
-    created: datetime | None, first: datetime, last: datetime, gone: datetime | None, ended: str | None
-) -> timedelta:
-    """As `PastLock.held_for`: exact for locks tflock ended itself, else at least first/Created to last seen."""
-    past = PastLock("", None, None, None, created, first, last, gone, ended, None, False)
-    return past.held_for
+def _held_seconds(session: Session) -> Any:
+    """`PastLock.held_for` in whole seconds, in SQL: from Created (else first seen) to the deletion when tflock
+    ended the lock itself, else to the last sighting (a lower bound); never negative."""
+    exact = and_(
+        LockHistory.ended.in_(sorted(EXACT_ENDINGS)),
+        LockHistory.created_at.is_not(None),
+        LockHistory.gone_at.is_not(None),
+    )
+    end = case((exact, LockHistory.gone_at), else_=LockHistory.last_seen_at)
+    start = func.coalesce(LockHistory.created_at, LockHistory.first_seen_at)
+    if session.get_bind().dialect.name == "postgresql":
+        return func.greatest(func.round(extract("epoch", end - start)), 0)
+    return func.max(func.round((func.julianday(end) - func.julianday(start)) * 86400.0), 0)
+
+
+def _week(session: Session, column: Any) -> Any:
+    """The Monday (UTC) of a time column's week, in the database's own dialect."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date_trunc("week", func.timezone("UTC", column))
+    return func.date(column, "-6 days", "weekday 1")  # SQLite stores UTC text
+
+
+def _as_date(value: Any) -> date:
+    if isinstance(value, datetime):
+        return value.date()
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
 
 
 def _monday(moment: datetime) -> date:

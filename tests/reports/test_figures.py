@@ -82,7 +82,8 @@ def test_headline_figures(sessions: sessionmaker[Session], history: None) -> Non
         StateBlocking(DEV, 1, 1, timedelta(days=1)),
         StateBlocking(STAGING, 2, 0, timedelta(hours=1, minutes=30)),  # at least 30m + 1h exact (hold)
     )
-    assert figures.hold_times == tuple(timedelta(minutes=m) for m in (30, 60, 120, 180, 24 * 60))
+    # Held 30m, 1h, 2h, 3h and 1d, in buckets starting at 0, 15m, 1h, 2h, 4h, 8h, 1d, 3d, 7d.
+    assert figures.hold_buckets == (0, 1, 1, 2, 0, 0, 1, 0, 0)
     mondays = [date(2025, 12, 29) + timedelta(weeks=n) for n in range(14)]
     stale = {date(2026, 1, 5): 1, date(2026, 2, 9): 1, date(2026, 3, 30): 1}
     unlocks = {date(2026, 1, 5): 1, date(2026, 2, 2): 1, date(2026, 2, 9): 1, date(2026, 2, 23): 1}
