@@ -19,7 +19,9 @@ What it does:
 4. exports every row as CSV (`write_events(stream_events(...), file, "csv")`) in a child process, reading
    that child's wall time and peak RSS (os.wait4 in a tiny launcher); checks the file: every row present,
    every prev_hash linked to the row before, every 1,000th row's hash recomputed from the file;
-5. runs `verify_chain` in a child process the same way (rows/s, peak RSS); times `build_report` (90 days).
+5. runs `verify_chain` in a child process the same way (rows/s, peak RSS); times `build_report` (90 days);
+6. loads --history lock history rows (default 200,000) with COPY and times the whole report, `build_figures`
+   for 90 days (target < 2 s), and `state_history` for one state (target p50 < 50 ms) — issue 15.
 
 Exits non-zero when anything fails or a result is wrong; missing a target only prints MISS.
 """
@@ -28,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
+import math
 import os
 import random
 import statistics
@@ -54,12 +58,15 @@ from bench.common import launch, machine  # noqa: E402
 from bot.audit.chain import GENESIS, event_hash, verify_chain  # noqa: E402
 from bot.audit.models import AuditAction  # noqa: E402
 from bot.audit.query import AuditFilter, plan, stream_events, summary, write_events  # noqa: E402
-from bot.audit.report import build_report  # noqa: E402
 from bot.audit.writer import record_event  # noqa: E402
 from bot.db import engine_url, make_engine, make_sessions, reading, upgrade_to_head  # noqa: E402
+from bot.history.query import state_history  # noqa: E402
+from bot.reports.report import build_figures, build_report  # noqa: E402
 
 QUERY_P50_TARGET_MS = 50.0
 EXPORT_RSS_TARGET_MIB = 200.0
+REPORT_TARGET_MS = 2000.0
+HISTORY_P50_TARGET_MS = 50.0
 DAYS = 365
 STATES = 500
 ACTORS = 300
@@ -194,7 +201,7 @@ def events(n: int, now: datetime, seed: int) -> Iterator[dict[str, Any]]:
         yield fields
 
 
-def load(url: str, n: int, now: datetime, seed: int) -> dict[str, float]:
+def load(url: str, n: int, now: datetime, seed: int, history: int = 0) -> dict[str, float]:
     """COPY the events and the requests; the sequence and the statistics as a live database would have them."""
     import psycopg
 
@@ -212,6 +219,9 @@ def load(url: str, n: int, now: datetime, seed: int) -> dict[str, float]:
         started = time.perf_counter()
         load_requests(connection, n // 100, now, seed)
         timings["load_requests_s"] = time.perf_counter() - started
+        started = time.perf_counter()
+        load_history(connection, history, now, seed)
+        timings["load_history_s"] = time.perf_counter() - started
     started = time.perf_counter()
     with psycopg.connect(conninfo, autocommit=True) as connection:
         connection.execute("VACUUM (ANALYZE)")
@@ -247,12 +257,14 @@ def load_requests(connection: Any, count: int, now: datetime, seed: int) -> None
                     created,
                     created + timedelta(minutes=30),
                     finished,
+                    # Approved requests were decided 1-20 minutes after they were made.
+                    created + timedelta(seconds=rng.randrange(60, 1200)) if approvers else None,
                 )
             )
             approvals += [(request_id, approver, created + timedelta(minutes=1)) for approver in approvers]
         columns = (
             "id, state_address, raw_info, requester, status, approvals_required, created_at, expires_at, "
-            "finished_at, in_table, in_lockfile, reason, lock_id"
+            "finished_at, decided_at, in_table, in_lockfile, reason, lock_id"
         )
         with cursor.copy(f"COPY unlock_requests ({columns}) FROM STDIN") as copy:
             for row in requests:
@@ -260,6 +272,52 @@ def load_requests(connection: Any, count: int, now: datetime, seed: int) -> None
         with cursor.copy("COPY unlock_approvals (request_id, approver, at) FROM STDIN") as copy:
             for approval in approvals:
                 copy.write_row(approval)
+
+
+HISTORY_ENDINGS = {"gone": 85, "released_hold": 10, "force_unlocked": 5}
+
+
+def load_history(connection: Any, count: int, now: datetime, seed: int) -> None:
+    """`count` lock history rows over DAYS days and every state: most gone by themselves, some holds and
+    force-unlocks, hold times from a minute to days (log-uniform), the last few still open."""
+    rng = random.Random(seed + 3)
+    who = names()
+    endings = list(HISTORY_ENDINGS)
+    weights = list(HISTORY_ENDINGS.values())
+    columns = (
+        "lock_key, state_address, backend, lock_id, who, operation, created_at, first_seen_at, last_seen_at, "
+        "gone_at, ended, request_id, stale"
+    )
+    with connection.cursor() as cursor, cursor.copy(f"COPY lock_history ({columns}) FROM STDIN") as copy:
+        for i in range(count):
+            state = rng.choice(who.states)
+            lock_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
+            created = now - timedelta(seconds=rng.randrange(DAYS * 86400))
+            first = created + timedelta(seconds=rng.randrange(0, 120))
+            held = timedelta(seconds=int(math.exp(rng.uniform(math.log(60), math.log(5 * 86400)))))
+            last = first + held
+            gone: datetime | None = last + timedelta(seconds=rng.randrange(10, 300))
+            ended: str | None = rng.choices(endings, weights)[0]
+            if last >= now or gone is None or gone >= now:  # still held
+                last, gone, ended = min(last, now), None, None
+            request = str(uuid.UUID(int=rng.getrandbits(128), version=4)) if ended == "force_unlocked" else None
+            copy.write_row(
+                (
+                    hashlib.sha256(f"{state}\nid:{lock_id}:{i}".encode()).hexdigest(),
+                    state,
+                    "acme",
+                    lock_id,
+                    f"{rng.choice(who.actors).lower()}@runner-{i % 40}",
+                    rng.choice(("OperationTypeApply", "OperationTypePlan", "OperationTypeApply")),
+                    created,
+                    first,
+                    last,
+                    gone,
+                    ended,
+                    request,
+                    last - created >= timedelta(hours=2),
+                )
+            )
 
 
 # -- measuring ---------------------------------------------------------------------------------------
@@ -390,8 +448,9 @@ def measure_all(url: str, args: argparse.Namespace) -> dict[str, Any]:
     now = datetime.now(UTC).replace(microsecond=0)
     results: dict[str, Any] = {"events": n, "machine": machine_with_database(url)}
     upgrade_to_head(url)
-    print(f"loading {n:,} events and {n // 100:,} requests…", file=sys.stderr)
-    results.update(load(url, n, now, args.seed))
+    results["history_rows"] = args.history
+    print(f"loading {n:,} events, {n // 100:,} requests and {args.history:,} history rows…", file=sys.stderr)
+    results.update(load(url, n, now, args.seed, args.history))
 
     engine = make_engine(url)
     sessions = make_sessions(engine)
@@ -444,7 +503,52 @@ def measure_all(url: str, args: argparse.Namespace) -> dict[str, Any]:
         report = build_report(sessions, since=since, until=now)
         report_times.append((time.perf_counter() - started) * 1000)
     results["report_90d"] = {"p50_ms": statistics.median(report_times), "executed": report.executed}
+
+    build_figures(sessions, since=since, until=now)  # warm-up
+    figure_times = []
+    for _ in range(5):
+        started = time.perf_counter()
+        figures = build_figures(sessions, since=since, until=now)
+        figure_times.append((time.perf_counter() - started) * 1000)
+    results["figures_90d"] = {
+        "p50_ms": statistics.median(figure_times),
+        "max_ms": max(figure_times),
+        "locks_seen": figures.locks_seen,
+        "requests": figures.requests,
+    }
+    history_states = [rng.choice(who.states) for _ in range(args.queries)]
+    for state in history_states[:5]:  # warm-up
+        state_history(sessions, state)
+    history_times = []
+    for state in history_states:
+        started = time.perf_counter()
+        past = state_history(sessions, state)
+        history_times.append((time.perf_counter() - started) * 1000)
+        if args.history and not past:
+            raise BenchError(f"no history for {state}")
+    results["history_state"] = {"p50_ms": statistics.median(history_times), "p99_ms": percentile(history_times, 99)}
+    with engine.connect() as connection:
+        results["history_plan"] = "\n".join(
+            row[0]
+            for row in connection.execute(
+                text(
+                    "EXPLAIN ANALYZE SELECT * FROM lock_history WHERE state_address = :state "
+                    "ORDER BY first_seen_at DESC, id DESC LIMIT 10"
+                ),
+                {"state": history_states[0]},
+            )
+        )
+        results["history_mib"] = (
+            connection.execute(text("SELECT pg_total_relation_size('lock_history')")).scalar_one() / 2**20
+        )
+    print(
+        f"report 90d p50 {results['figures_90d']['p50_ms']:.0f} ms; "
+        f"history p50 {results['history_state']['p50_ms']:.1f} ms",
+        file=sys.stderr,
+    )
     engine.dispose()
+    if args.skip_export:
+        return results
 
     with tempfile.TemporaryDirectory(prefix="audit-export-") as directory:
         out = Path(directory) / "audit.csv"
@@ -482,10 +586,9 @@ def measure_all(url: str, args: argparse.Namespace) -> dict[str, Any]:
 def show(results: dict[str, Any]) -> None:
     n = results["events"]
     state = results["state_90d"]
-    export = results["export"]
-    verify = results["verify"]
+    export = results.get("export")
+    verify = results.get("verify")
     query_ok = "PASS" if state["p50_ms"] < QUERY_P50_TARGET_MS else "MISS"
-    rss_ok = "PASS" if export["peak_rss_mib"] < EXPORT_RSS_TARGET_MIB else "MISS"
     print(f"\naudit_scale: {n:,} events (+1 by record_event), {n // 100:,} requests")
     print("machine: " + "; ".join(f"{k} {v}" for k, v in results["machine"].items()))
     print(
@@ -510,16 +613,37 @@ def show(results: dict[str, Any]) -> None:
     figures = results["summary_state_20"]
     print(f"| Slack summary: one state, newest 20 | p50 {figures['p50_ms']:.1f} ms, p99 {figures['p99_ms']:.1f} ms | |")
     print(f"| report, 90 days | p50 {results['report_90d']['p50_ms']:.1f} ms | |")
+    figures = results["figures_90d"]
+    figures_ok = "PASS" if figures["p50_ms"] < REPORT_TARGET_MS else "MISS"
     print(
-        f"| CSV export of all {export['rows']:,} rows (child process) | {export['wall_s']:.1f} s wall, "
-        f"{export['rows_per_s']:,.0f} rows/s, {export['file_mib']:.0f} MiB file, "
-        f"peak RSS **{export['peak_rss_mib']:.0f} MiB** | < {EXPORT_RSS_TARGET_MIB:.0f} MiB: {rss_ok} |"
+        f"| **whole report** (`build_figures`), 90 days ({figures['locks_seen']:,} locks seen, "
+        f"{figures['requests']:,} requests) | p50 **{figures['p50_ms']:.0f} ms**, max {figures['max_ms']:.0f} ms "
+        f"| < {REPORT_TARGET_MS:.0f} ms: {figures_ok} |"
     )
+    history = results["history_state"]
+    history_ok = "PASS" if history["p50_ms"] < HISTORY_P50_TARGET_MS else "MISS"
     print(
-        f"| `verify_chain` (child process) | {verify['rows_per_s']:,.0f} rows/s ({verify['verify_s']:.1f} s; "
-        f"{verify['wall_s']:.1f} s with start-up), peak RSS {verify['peak_rss_mib']:.0f} MiB | |"
+        f"| **history of one state** (`state_history`, last 10 of {results['history_rows']:,} rows) | "
+        f"p50 **{history['p50_ms']:.1f} ms**, p99 {history['p99_ms']:.1f} ms | p50 < {HISTORY_P50_TARGET_MS:.0f} ms: "
+        f"{history_ok} |"
     )
-    print(f"\nexport re-checked from the file in {export['check_s']:.1f} s (links, every 1,000th hash)")
+    if export is not None and verify is not None:
+        rss_ok = "PASS" if export["peak_rss_mib"] < EXPORT_RSS_TARGET_MIB else "MISS"
+        print(
+            f"| CSV export of all {export['rows']:,} rows (child process) | {export['wall_s']:.1f} s wall, "
+            f"{export['rows_per_s']:,.0f} rows/s, {export['file_mib']:.0f} MiB file, "
+            f"peak RSS **{export['peak_rss_mib']:.0f} MiB** | < {EXPORT_RSS_TARGET_MIB:.0f} MiB: {rss_ok} |"
+        )
+        print(
+            f"| `verify_chain` (child process) | {verify['rows_per_s']:,.0f} rows/s ({verify['verify_s']:.1f} s; "
+            f"{verify['wall_s']:.1f} s with start-up), peak RSS {verify['peak_rss_mib']:.0f} MiB | |"
+        )
+        print(f"\nexport re-checked from the file in {export['check_s']:.1f} s (links, every 1,000th hash)")
+    print(
+        f"\nlock_history: {results['history_rows']:,} rows, {results['history_mib']:.0f} MiB with indexes, "
+        f"loaded in {results['load_history_s']:.1f} s"
+    )
+    print("\nplan, history of one state:\n" + results["history_plan"])
     print("\nplan, one state, 90 days (as streamed, through a cursor):\n" + results["explain_analyze_state_90d"])
     for label, text_ in results["plans"].items():
         print(f"\nplan, {label}:\n{text_}")
@@ -538,6 +662,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--url", default=default_url, help="any database on the PostgreSQL server to use")
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--queries", type=int, default=50)
+    parser.add_argument("--history", type=int, default=200_000, help="lock history rows (issue 15)")
+    parser.add_argument(
+        "--skip-export", action="store_true", help="leave out the CSV export and verify (issue 15 runs)"
+    )
     parser.add_argument("--seed", type=int, default=5)
     parser.add_argument("--output", type=Path, help="also write the figures as JSON here")
     args = parser.parse_args(arguments)

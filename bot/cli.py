@@ -14,6 +14,7 @@ import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import make_url
@@ -196,16 +197,44 @@ def cmd_audit_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_audit_report(args: argparse.Namespace, settings: Settings) -> int:
     from bot.audit.query import parse_moment  # noqa: PLC0415
-    from bot.audit.report import build_report, render_report  # noqa: PLC0415
+    from bot.reports.report import build_figures, figures_csv, render_figures  # noqa: PLC0415
 
     now = datetime.now(UTC)
-    report = build_report(
+    figures = build_figures(
         _audit_sessions(settings),
         since=parse_moment(args.since, now, what="--since"),
         until=parse_moment(args.until, now, what="--until") if args.until else now,
         state=_state_filter(args.state, settings),
     )
-    print(render_report(report))
+    if args.chart:
+        from bot.reports.charts import render_charts  # noqa: PLC0415 (matplotlib loads only when drawing)
+
+        directory = Path(args.chart)
+        directory.mkdir(parents=True, exist_ok=True)
+        for chart in render_charts(figures):
+            (directory / chart.filename).write_bytes(chart.png)
+            print(f"tflock-bot: wrote {directory / chart.filename} ({chart.title})", file=sys.stderr)
+    if args.format == "json":
+        print(json.dumps(figures.as_json(), indent=2, ensure_ascii=False))
+    elif args.format == "csv":
+        sys.stdout.write(figures_csv(figures))
+    else:
+        print(render_figures(figures))
+    return 0
+
+
+def cmd_history(args: argparse.Namespace, settings: Settings) -> int:
+    from bot.history.query import render_history, state_history  # noqa: PLC0415
+
+    backends = load_backends(settings)
+    address = parse_address(args.state, backends.aliases)
+    backends.for_address(address)
+    past = state_history(_audit_sessions(settings), str(address), args.limit)
+    if args.json:
+        _json_output()
+        print(json.dumps([lock.as_json() for lock in past], indent=2, ensure_ascii=False))
+    else:
+        print(render_history(str(address), past))
     return 0
 
 
@@ -352,10 +381,14 @@ def build_parser() -> argparse.ArgumentParser:
     query.set_defaults(func=cmd_audit_query)
     verify = audit_sub.add_parser("verify", help="check the hash chain; exit 0 when intact")
     verify.set_defaults(func=cmd_audit_verify)
-    report = audit_sub.add_parser("report", help="force-unlocks per state and month, people, ages, refusals")
+    report = audit_sub.add_parser(
+        "report", help="locks seen, stale locks, force-unlocks and their times, people, refusals (docs/audit.md)"
+    )
     report.add_argument("--since", default="90d", help="a duration back from now or a date (default 90d)")
     report.add_argument("--until", help="as --since; default now")
     report.add_argument("--state", help="only this state")
+    report.add_argument("--format", choices=("text", "json", "csv"), default="text")
+    report.add_argument("--chart", metavar="DIR", help="also write the charts there as PNG files")
     report.set_defaults(func=cmd_audit_report)
 
     demo = sub.add_parser(
@@ -377,6 +410,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     status.add_argument("--json", action="store_true", help="machine-readable output")
     status.set_defaults(func=cmd_status)
+
+    history = sub.add_parser("history", help="the last locks tflock saw on a state: who, how long, how each ended")
+    history.add_argument("state", help="bucket/key, s3://bucket/key or an alias")
+    history.add_argument("--limit", type=int, default=10, help="how many locks, newest first (default 10, at most 50)")
+    history.add_argument("--json", action="store_true", help="machine-readable output")
+    history.set_defaults(func=cmd_history)
 
     list_ = sub.add_parser("list", help="every held lock across the configured backends, oldest first")
     list_.add_argument("--stale", action="store_true", help="only locks older than TFLOCK_STALE_AFTER")

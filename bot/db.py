@@ -337,10 +337,16 @@ RUNTIME_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "watch_alerts": ("SELECT", "INSERT", "UPDATE"),
     "pinned_locks": ("SELECT", "INSERT"),
     "holds": ("SELECT", "INSERT", "UPDATE"),  # UPDATE: the guarded status transitions of a hold
+    "lock_history": ("SELECT", "INSERT", "UPDATE"),  # UPDATE: last seen, and how a lock ended
     "alembic_version": ("SELECT",),
 }
 # Sequences behind the ids above (nextval needs USAGE; setval would need UPDATE, which is not granted).
-RUNTIME_SEQUENCES = ("audit_events_id_seq", "unlock_approvals_id_seq", "watch_alerts_id_seq")
+RUNTIME_SEQUENCES = (
+    "audit_events_id_seq",
+    "unlock_approvals_id_seq",
+    "watch_alerts_id_seq",
+    "lock_history_id_seq",
+)
 
 
 def grant_statements(role: str, schema: str = "public") -> list[str]:

@@ -63,6 +63,11 @@ class Metrics:
             "Look-ups answered although their audit event could not be written (database down)",
             registry=self.registry,
         )
+        self.history_missed = Counter(
+            "tflock_history_missed",
+            "Lock history writes that failed (database down); the answer or scan went on without them",
+            registry=self.registry,
+        )
         self.socket_connected = Gauge(
             "tflock_socket_mode_connected", "1 when the Socket Mode connection is up", registry=self.registry
         )

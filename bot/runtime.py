@@ -68,6 +68,16 @@ class Runtime:
             self.metrics.lookup_audit_missed.inc()
             log.error("look-up answered but not recorded in the audit trail: %s", exc)
 
+    def record_history(self, write: Callable[[Session], object]) -> None:
+        """A lock history write (bot/history) in its own transaction; one that fails is counted and logged,
+        never raised: history must not cost anyone an answer."""
+        try:
+            with self.sessions.begin() as session:
+                write(session)
+        except SQLAlchemyError as exc:
+            self.metrics.history_missed.inc()
+            log.error("lock history not recorded: %s", describe_error(exc))
+
     def record_refusal(self, why: str, *, actor: str, channel: str | None, **detail: Any) -> None:
         """A refusal outside the unlock workflow (e.g. a non-auditor asking for the trail)."""
         try:

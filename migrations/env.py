@@ -9,6 +9,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 
 import bot.audit.models
+import bot.history.models
 import bot.unlock.models
 import bot.watch.models  # noqa: F401 (registers unlock_requests, unlock_approvals, pinned_locks and watch_alerts)
 from bot.db import MIGRATION_LOCK_KEY, Base, engine_url, make_engine

@@ -55,11 +55,12 @@ class FakeSlack:
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                raw = self.rfile.read(length).decode("utf-8") if length else ""
+                data = self.rfile.read(length) if length else b""
                 query = urllib.parse.urlsplit(self.path).query
-                if self.path.startswith("/upload/"):  # a file's bytes, not a form
-                    body: dict[str, Any] = {"_raw": raw}
+                if self.path.startswith("/upload/"):  # a file's bytes (a CSV, a PNG), not a form
+                    body: dict[str, Any] = {"_raw": data.decode("utf-8", "replace"), "_bytes": data}
                 else:
+                    raw = data.decode("utf-8")
                     body = fake._parse(raw or query, self.headers.get("Content-Type", ""))
                 auth = self.headers.get("Authorization", "")
                 token = auth.removeprefix("Bearer ") if auth else body.get("token")

@@ -33,10 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 
 # Imports that run up the layers today, each with the issue that removes it. Nothing else may be added.
-KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {
-    # The report counts force-unlocks by request status; issue #15 moves it above unlock/ and audit/.
-    ("bot.audit.report", "bot.unlock.models"): "issue #15",
-}
+KNOWN_EXCEPTIONS: dict[tuple[str, str], str] = {}
 
 
 def unit_of(module: str) -> tuple[int, str]:

@@ -94,6 +94,7 @@ def build_bot(runtime: Runtime, client: WebClient | None = None) -> SlackBot:
         UnlockPolicy.from_settings(settings, people.is_approver),
         runtime.clock,
         on_reconcile_failure=runtime.metrics.reconcile_failures.inc,
+        on_history_missed=runtime.metrics.history_missed.inc,
     )
     messages = ApprovalMessages(client, workflow)
     notifier = Notifier(

@@ -63,6 +63,27 @@ class NotAnAuditor(TflockError):
     """The person asked for the audit trail without being an auditor."""
 
 
+def require_auditor(runtime: Runtime, people: People, *, user: str, channel: str, asked: str) -> None:
+    """The one check for auditors-only answers (`audit`, `report`); refusals are recorded, then raised."""
+    if not people.audit_configured:
+        runtime.record_refusal("audit_not_configured", actor=user, channel=channel, asked=asked[:500])
+        raise NotAnAuditor(NOT_CONFIGURED)
+    try:
+        auditor = people.is_auditor(user)
+    except CannotCheck as exc:
+        runtime.record_refusal("lookup_failed", actor=user, channel=channel, asked=asked[:500], error=str(exc))
+        raise NotAnAuditor(
+            f"Slack could not be asked who you are right now ({exc}), so the audit trail was not shown; "
+            "try again in a minute."
+        ) from None
+    if not auditor:
+        runtime.record_refusal("not_auditor", actor=user, channel=channel, asked=asked[:500])
+        raise NotAnAuditor(
+            "Sorry — the audit trail is open to auditors only (TFLOCK_AUDITORS, or the approvers when that is "
+            "empty). Ask one of them, or your Slack admin to add you."
+        )
+
+
 @dataclass(frozen=True)
 class AuditQuery:
     where: AuditFilter
@@ -96,23 +117,7 @@ def parse_audit(argument: str, runtime: Runtime, now: datetime) -> AuditQuery:
 
 
 def audit(runtime: Runtime, people: People, client: WebClient, *, user: str, channel: str, argument: str) -> Message:
-    if not people.audit_configured:
-        runtime.record_refusal("audit_not_configured", actor=user, channel=channel, asked=argument[:500])
-        raise NotAnAuditor(NOT_CONFIGURED)
-    try:
-        auditor = people.is_auditor(user)
-    except CannotCheck as exc:
-        runtime.record_refusal("lookup_failed", actor=user, channel=channel, asked=argument[:500], error=str(exc))
-        raise NotAnAuditor(
-            f"Slack could not be asked who you are right now ({exc}), so the audit trail was not shown; "
-            "try again in a minute."
-        ) from None
-    if not auditor:
-        runtime.record_refusal("not_auditor", actor=user, channel=channel, asked=argument[:500])
-        raise NotAnAuditor(
-            "Sorry — the audit trail is open to auditors only (TFLOCK_AUDITORS, or the approvers when that is "
-            "empty). Ask one of them, or your Slack admin to add you."
-        )
+    require_auditor(runtime, people, user=user, channel=channel, asked=argument)
     query = parse_audit(argument, runtime, runtime.clock())
     if query.csv:
         stamp = runtime.clock().strftime("%Y%m%dT%H%M%SZ")

@@ -14,6 +14,9 @@ from slack_sdk import WebClient
 from bot.audit.models import AuditAction
 from bot.durations import format_age
 from bot.errors import BadInput, TflockError
+from bot.history.query import state_history
+from bot.history.record import history_of_listing, history_of_status
+from bot.locks.address import parse_address
 from bot.locks.facts import lock_facts
 from bot.locks.model import StateLock
 from bot.runtime import Runtime
@@ -24,10 +27,12 @@ from bot.slack.ids import COMMAND
 from bot.slack.messages import ApprovalMessages
 from bot.slack.notify import Notifier
 from bot.slack.people import People
+from bot.slack.report import report as manager_report
 from bot.slack.views import (
     Message,
     error_message,
     help_message,
+    history_message,
     hold_message,
     list_message,
     released_hold_message,
@@ -93,8 +98,16 @@ def tflock_command(
         "unlock": lambda: (unlock(request, workflow, messages, people, notifier), True, None),
         "hold": lambda: (hold(request, runtime), False, None),
         "release": lambda: (release(request, runtime), False, None),
+        "history": lambda: (history(request, runtime), False, None),
         "audit": lambda: (
             audit(runtime, people, client, user=request.user_id, channel=request.channel_id, argument=request.argument),
+            True,
+            None,
+        ),
+        "report": lambda: (
+            manager_report(
+                runtime, people, client, user=request.user_id, channel=request.channel_id, argument=request.argument
+            ),
             True,
             None,
         ),
@@ -181,7 +194,9 @@ def release(request: SlashCommand, runtime: Runtime) -> Message:
 
 
 def _holds(runtime: Runtime) -> Holds:
-    return Holds(runtime.sessions, runtime.directory, runtime.clock)
+    return Holds(
+        runtime.sessions, runtime.directory, runtime.clock, on_history_missed=runtime.metrics.history_missed.inc
+    )
 
 
 def _channel_name(name: str) -> str | None:
@@ -193,16 +208,22 @@ def status(request: SlashCommand, runtime: Runtime) -> tuple[Message, Callable[[
     if not request.argument:
         raise BadInput(f"Which state? Try `{COMMAND} status bucket/path/to/terraform.tfstate`.")
     lock = runtime.directory.status(request.argument)
-    facts = lock_facts(lock, runtime.clock(), runtime.settings.stale_after)
+    now = runtime.clock()
+    facts = lock_facts(lock, now, runtime.settings.stale_after)
     message = status_message(facts, _pins(runtime, [lock]).get(facts.address))
-    return message, lambda: runtime.record_lookup(
-        AuditAction.STATUS,
-        actor=request.user_id,
-        channel=request.channel_id,
-        state_address=facts.address,
-        lock_id=facts.lock_id,
-        detail={"answer": facts.answer.value, "locked": facts.locked, "age_seconds": facts.age_seconds},
-    )
+
+    def record() -> None:  # the audit row first: it is the one with a promise (docs/design.md §13)
+        runtime.record_lookup(
+            AuditAction.STATUS,
+            actor=request.user_id,
+            channel=request.channel_id,
+            state_address=facts.address,
+            lock_id=facts.lock_id,
+            detail={"answer": facts.answer.value, "locked": facts.locked, "age_seconds": facts.age_seconds},
+        )
+        runtime.record_history(lambda session: history_of_status(session, lock, now, runtime.settings.stale_after))
+
+    return message, record
 
 
 def list_locks(request: SlashCommand, runtime: Runtime) -> tuple[Message, Callable[[], None]]:
@@ -218,17 +239,36 @@ def list_locks(request: SlashCommand, runtime: Runtime) -> tuple[Message, Callab
     stale = {f.address for f in facts if f.stale}
     pins = _pins(runtime, [lock for lock in listing.locks if str(lock.address) in stale])
     message = list_message(facts, problems, stale_only=argument == "stale", pins=pins)
-    return message, lambda: runtime.record_lookup(
-        AuditAction.LIST,
-        actor=request.user_id,
-        channel=request.channel_id,
-        detail={
-            "locks": len(facts),
-            "stale_only": argument == "stale",
-            "problems": len(problems),
-            "complete": listing.complete,
-        },
-    )
+
+    def record() -> None:
+        runtime.record_lookup(
+            AuditAction.LIST,
+            actor=request.user_id,
+            channel=request.channel_id,
+            detail={
+                "locks": len(facts),
+                "stale_only": argument == "stale",
+                "problems": len(problems),
+                "complete": listing.complete,
+            },
+        )
+        runtime.record_history(
+            lambda session: history_of_listing(
+                session, listing, runtime.directory.backends, now, runtime.settings.stale_after
+            )
+        )
+
+    return message, record
+
+
+def history(request: SlashCommand, runtime: Runtime) -> Message:
+    """The last locks seen on one state; for everyone, like status (the facts are the channel's already)."""
+    words = request.argument.split()
+    if len(words) != 1:
+        raise BadInput(f"Which state? Try `{COMMAND} history bucket/path/to/terraform.tfstate`.")
+    address = parse_address(words[0], runtime.directory.backends.aliases)
+    runtime.directory.backends.for_address(address)  # an unknown bucket is bad input, said as such
+    return history_message(str(address), state_history(runtime.sessions, str(address)))
 
 
 def _pins(runtime: Runtime, locks: list[StateLock]) -> dict[str, str]:

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from slack_sdk.models.blocks import (
@@ -28,9 +28,11 @@ from slack_sdk.models.views import View
 from bot.audit.models import AuditRecord
 from bot.audit.query import note
 from bot.durations import format_age
+from bot.history.query import ENDED_WORDS, PastLock
 from bot.locks.facts import LockFacts, printable
-from bot.locks.lockinfo import LockInfoError, parse_lock_info
+from bot.locks.lockinfo import LockInfoError, describe_operation, parse_lock_info
 from bot.locks.model import Answer, Store
+from bot.reports.report import Figures
 from bot.slack.ids import COMMAND, Action, Callback
 from bot.slack.ids import Block as BlockId
 from bot.slack.ids import Field as FieldId
@@ -248,7 +250,9 @@ USAGE = escape(
     f"*{COMMAND} unlock <state> <reason…>* — ask for a force-unlock; a second person must approve\n"
     f"*{COMMAND} hold <state> <reason…>* — take the state's lock on purpose: nobody plans or applies until released\n"
     f"*{COMMAND} release <state>* — release a hold you took\n"
+    f"*{COMMAND} history <state>* — the last locks on a state: who, how long, how each ended\n"
     f"*{COMMAND} audit [state] [since:7d] [user:@x] [csv]* — the audit trail (auditors only)\n"
+    f"*{COMMAND} report [since:90d]* — lock and force-unlock figures with charts (auditors only)\n"
     f"*{COMMAND} help* — this message\n"
     "A state is `bucket/key` as Terraform prints it under `Path:`, `s3://bucket/key`, an alias, or the lock `ID:`."
 )
@@ -624,3 +628,120 @@ def escalation_message(request: RequestView, now: datetime, reach: ApproverReach
         f"approval(s) — {link_to(link, 'see the request', request)}. It expires {slack_time(request.expires_at)}."
     )
     return Message(_clip(text), (SectionBlock(text=MarkdownTextObject(text=_clip(text))),))
+
+
+# -- lock history --------------------------------------------------------------------------------
+def held_for_text(past: PastLock) -> str:
+    """`3h 7m` when tflock knows it exactly, `at least 3h 7m` otherwise."""
+    age = format_age(past.held_for)
+    return age if past.held_for_exact else f"at least {age}"
+
+
+def ended_text(past: PastLock) -> str:
+    if past.ended is None:
+        return f"still held when last seen ({slack_time(past.last_seen)})"
+    words = ENDED_WORDS.get(past.ended, escape(past.ended))
+    if past.request_id:
+        words += f" (request {code(past.request_id)})"
+    return f"{words}, {slack_time(past.gone_at)}" if past.gone_at is not None else words
+
+
+def history_message(state: str, past: Sequence[PastLock]) -> Message:
+    """The last locks seen on one state, newest first: who, what, how long, how it ended."""
+    header = f"Lock history of {code(printable(state))}"
+    if not past:
+        text = (
+            f"{header}: no lock seen yet. tflock records the locks it sees through status, list and its "
+            "stale-lock watchdog."
+        )
+        return Message(f"No lock history for {escape(printable(state))}.", (_section(text),))
+    lines = []
+    for lock in past:
+        who = code(printable(lock.who)) if lock.who else "someone (unreadable Info)"
+        operation = escape(printable(describe_operation(lock.operation))) if lock.operation is not None else "?"
+        stale = " :hourglass: stale" if lock.stale else ""
+        created = f"since {slack_time(lock.created)}" if lock.created else f"first seen {slack_time(lock.first_seen)}"
+        lines.append(f"• {who} — {operation}, {created}; held *{held_for_text(lock)}*{stale}; {ended_text(lock)}")
+    blocks: list[Block] = [_section(f"*{header}* — the last {len(past)} lock(s), newest first")]
+    chunk: list[str] = []
+    for line in lines:
+        if sum(len(item) + 1 for item in chunk) + len(line) > MAX_TEXT:
+            blocks.append(_section("\n".join(chunk)))
+            chunk = []
+        chunk.append(_clip(line, 1000))
+    blocks.append(_section("\n".join(chunk)))
+    blocks.append(
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text="“At least”: tflock saw the lock held that long; it went some time before it was seen gone."
+                )
+            ]
+        )
+    )
+    return Message(f"Lock history of {escape(printable(state))}: {len(past)} lock(s)", tuple(blocks))
+
+
+def _section(text: str) -> SectionBlock:
+    return SectionBlock(text=MarkdownTextObject(text=_clip(text)))
+
+
+# -- the report --------------------------------------------------------------------------------------
+def _p50_p95(p50: timedelta | None, p95: timedelta | None) -> str:
+    if p50 is None or p95 is None:
+        return "none in this period"
+    return f"p50 {format_age(p50)} · p95 {format_age(p95)}"
+
+
+def _people(counts: Mapping[str, int], limit: int = 5) -> str:
+    shown = [f"{mention(person)} {count}" for person, count in list(counts.items())[:limit]]
+    return ", ".join(shown) or "none"
+
+
+def report_message(figures: Figures, charts_note: str) -> Message:
+    """The report's headline figures for an auditor (definitions: docs/audit.md, "The report")."""
+    report = figures.force_unlock
+    period = f"{figures.since:%Y-%m-%d %H:%M} to {figures.until:%Y-%m-%d %H:%M} UTC"
+    outcomes = ", ".join(f"{escape(k)} {v}" for k, v in report.outcomes.items()) or "none"
+    fields = [
+        _field("Locks seen", f"{figures.locks_seen}"),
+        _field("Stale locks", f"{figures.stale_locks}"),
+        _field("Holds released", f"{figures.holds}"),
+        _field("Force-unlock requests", f"{figures.requests} made · {report.executed} executed"),
+        _field("How requests ended", outcomes),
+        _field("Refusals", f"{figures.refusals}"),
+        _field("Request → release", _p50_p95(figures.release_p50, figures.release_p95)),
+        _field("Request → approval", _p50_p95(figures.approval_p50, figures.approval_p95)),
+    ]
+    blocking = [
+        f"• {code(printable(b.state))}: {b.locks} lock(s), {b.stale} stale, held at least {format_age(b.held)}"
+        for b in figures.blocking[:5]
+    ]
+    blocks: list[Block] = [
+        HeaderBlock(text=PlainTextObject(text="tflock report")),
+        ContextBlock(elements=[MarkdownTextObject(text=period)]),
+        SectionBlock(fields=fields),
+        _section("*States that block most*\n" + ("\n".join(blocking) or "No lock seen in this period.")),
+        SectionBlock(
+            fields=[
+                _field("Top requesters (executed)", _people(report.requesters)),
+                _field("Top approvers (executed)", _people(report.approvers)),
+            ]
+        ),
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text=_clip(
+                        f"{escape(charts_note)} Every figure is defined in docs/audit.md; "
+                        "`tflock-bot audit report --format csv` gives them all.",
+                        1990,
+                    )
+                )
+            ]
+        ),
+    ]
+    text = (
+        f"tflock report {period}: {figures.locks_seen} locks seen, {figures.stale_locks} stale, "
+        f"{report.executed} force-unlocks"
+    )
+    return Message(text, tuple(blocks))

@@ -31,6 +31,8 @@ from bot.audit.models import ACTOR_CHARS, CHANNEL_CHARS, AuditAction
 from bot.audit.writer import AuditUnavailable, record_event, storable
 from bot.db import describe_error
 from bot.errors import BadInput, TflockError
+from bot.history.models import Ending
+from bot.history.record import record_ended, record_seen, seen_from_raw
 from bot.locks.address import LockIdRef, StateAddress, parse_state
 from bot.locks.directory import LockDirectory
 from bot.locks.facts import printable
@@ -67,12 +69,14 @@ class Holds:
         *,
         version: str = f"tflock {__version__}",
         max_reason_chars: int = MAX_REASON_CHARS,
+        on_history_missed: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
         self.directory = directory
         self.clock = clock
         self.version = version
         self.max_reason_chars = max_reason_chars
+        self.on_history_missed = on_history_missed
 
     # -- what people do -------------------------------------------------------------------------
     def hold(
@@ -125,6 +129,7 @@ class Holds:
                 note = f"the hold could not be taken: {exc}"
                 self._end(view, HoldStatus.TAKING, HoldStatus.FAILED, None, AuditAction.FAILED, note, {})
                 raise TflockError(f"{note}; nothing is held") from exc
+            self._history(view, None, now)
             try:
                 with self.sessions.begin() as session:
                     self._transition(
@@ -184,6 +189,7 @@ class Holds:
                     )
                     view = self._view(session, hold.id)
                 log.info("hold %s on %s released by %s: %s", hold.id, address, actor, deletion.note)
+                self._history(hold, Ending.RELEASED_HOLD, view.released_at or self._now())
                 return view
             detail = {"deleted": list(deletion.deleted), "status": deletion.status.value}
             releasing = self._current(hold.id)
@@ -288,6 +294,22 @@ class Holds:
                 "the release could not be written to the audit trail, so the hold was NOT released "
                 f"({describe_error(exc)})"
             ) from exc
+
+    def _history(self, hold: HoldView, ending: Ending | None, at: datetime) -> None:
+        """The lock history (bot/history) learns of the hold: seen when taken, `released_hold` when released.
+        Never fails the hold or the release: a miss is counted and logged, as for look-ups."""
+        try:
+            backend = self.directory.backends.for_address(self._address(hold.address)).name
+            seen = seen_from_raw(hold.address, backend, hold.raw_info, hold.lock_id)
+            with self.sessions.begin() as session:
+                if ending is None:
+                    record_seen(session, [seen], at)
+                else:
+                    record_ended(session, hold.address, hold.lock_id, ending, at=at, raw_info=hold.raw_info, lock=seen)
+        except (SQLAlchemyError, TflockError) as exc:
+            self.on_history_missed()
+            why = describe_error(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+            log.error("hold %s on %s: lock history not recorded: %s", hold.id, hold.address, why)
 
     def _finish_gone(self, hold: HoldView, actor: str, note: str) -> HoldView:
         """The hold's lock is not in the stores any more: the hold ends, with its `released` event."""

@@ -172,7 +172,7 @@ class RequestNotices:
             refuse_if_decided(request)
             if request.holder != user:
                 raise Refused(
-                    RefusalCode.NOT_HOLDER,
+                    RefusalCode.NOT_ASKED,
                     "This question was put to the person whose name is on the lock; only they can answer it.",
                     request,
                 )

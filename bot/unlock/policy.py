@@ -42,7 +42,7 @@ class RefusalCode(StrEnum):
     NO_HOLD = "no_hold"  # a release of a state tflock holds no hold on
     HOLD_CHANGED = "hold_changed"  # the lock is no longer the exact bytes the hold wrote
     LOOKUP_FAILED = "lookup_failed"  # Slack could not say who the person is: nothing decided on a guess
-    NOT_HOLDER = "not_holder"  # answered a question about a run that was put to someone else
+    NOT_ASKED = "not_asked"  # answered a question about a run that was put to someone else
     HOLDER_RUNNING = "holder_running"  # a plain Approve after the holder said their run is still alive
 
 

@@ -36,6 +36,8 @@ from bot.audit.models import ACTOR_CHARS, CHANNEL_CHARS, AuditAction
 from bot.audit.writer import AuditUnavailable, record_event, storable
 from bot.db import DatabaseUnavailable, describe_error
 from bot.errors import BadInput, TflockError
+from bot.history.models import Ending
+from bot.history.record import record_ended, seen_from_raw
 from bot.locks.address import LockIdRef, StateAddress, parse_state
 from bot.locks.directory import LockDirectory
 from bot.locks.facts import printable
@@ -84,6 +86,7 @@ class UnlockWorkflow:
         *,
         executing_grace: timedelta = EXECUTING_GRACE,
         on_reconcile_failure: Callable[[], None] = lambda: None,
+        on_history_missed: Callable[[], None] = lambda: None,
     ) -> None:
         self.sessions = sessions
         self.directory = directory
@@ -91,6 +94,7 @@ class UnlockWorkflow:
         self.clock = clock
         self.executing_grace = executing_grace
         self.on_reconcile_failure = on_reconcile_failure  # counted in /metrics by the bot
+        self.on_history_missed = on_history_missed
 
     # -- what people do -------------------------------------------------------------------------
     def request(
@@ -471,7 +475,30 @@ class UnlockWorkflow:
             self._record(session, AuditAction(to.value), request, actor=actor, at=now, detail=event)
             view = self._view(session, self._reload(session, request.id))
         log.info("unlock request %s: %s → %s: %s", request.id, from_, to, note)
+        if to is Status.EXECUTED:
+            self._history_ended(request, now)
         return view
+
+    def _history_ended(self, request: RequestView, at: datetime) -> None:
+        """The lock history learns this lock was force-unlocked by this request; never fails the release."""
+        try:
+            backend = self.directory.backends.for_address(_address(request)).name
+            lock = seen_from_raw(request.address, backend, request.raw_info, request.lock_id)
+            with self.sessions.begin() as session:
+                record_ended(
+                    session,
+                    request.address,
+                    request.lock_id,
+                    Ending.FORCE_UNLOCKED,
+                    at=at,
+                    request_id=request.id,
+                    raw_info=request.raw_info,
+                    lock=lock,
+                )
+        except (SQLAlchemyError, TflockError) as exc:
+            self.on_history_missed()
+            why = describe_error(exc) if isinstance(exc, SQLAlchemyError) else str(exc)
+            log.error("unlock request %s: lock history not recorded: %s", request.id, why)
 
     # -- pending → rejected | cancelled | expired ---------------------------------------------------
     def _decide(self, request: RequestView, actor: str, to: Status, outcome: str | None) -> RequestView:

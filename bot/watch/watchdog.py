@@ -34,8 +34,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from bot.db import describe_error
 from bot.errors import TflockError
+from bot.history.record import history_of_listing
 from bot.locks.address import StateAddress
-from bot.locks.directory import BackendProblem, LockDirectory
+from bot.locks.directory import BackendProblem, LockDirectory, LockListing
 from bot.locks.facts import LockFacts, lock_facts
 from bot.locks.lockinfo import raw_digest
 from bot.locks.model import Answer, StateLock
@@ -195,6 +196,7 @@ class Watchdog:
         listing = self.directory.list_locks()
         unseen = self._count_problems(listing.problems)
         self._measure(listing.locks, unseen, now)
+        self._record_history(listing, now)
         stale = [lock for lock in listing.locks if lock.is_stale(now, self.stale_after)]
         alerted = reminded = 0
         for lock in stale:
@@ -247,6 +249,16 @@ class Watchdog:
             for lock in locks
             if lock.hold is not None and (age := lock.age(now)) is not None and age >= self.hold_remind_after
         ]
+
+    def _record_history(self, listing: LockListing, now: datetime) -> None:
+        """Every lock this scan saw, and every one it no longer sees, into the lock history (bot/history);
+        a failed write is counted and logged, and the scan goes on."""
+        try:
+            with self.sessions.begin() as session:
+                history_of_listing(session, listing, self.directory.backends, now, self.stale_after)
+        except SQLAlchemyError as exc:
+            self.metrics.history_missed.inc()
+            log.error("stale-lock scan: lock history not recorded: %s", describe_error(exc))
 
     # -- a stale lock: alert once, remind once ----------------------------------------------------
     def _watch(self, lock: StateLock, now: datetime) -> Literal["alert", "reminder"] | None:

@@ -4,7 +4,7 @@ One row per hold: the exact lock bytes written (release deletes only those), who
 and how it ended. At most one active hold per state (a partial unique index, as for pending requests).
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 Create Date: 2026-12-02
 """
 
@@ -18,7 +18,7 @@ from alembic import op
 from bot.db import LosslessText
 
 revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0007"
+down_revision: str | Sequence[str] | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

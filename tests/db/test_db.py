@@ -13,6 +13,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 import bot.audit.models
+import bot.history.models
 import bot.unlock.models
 from bot.db import (
     Base,
@@ -33,6 +34,7 @@ TABLES = {
     "watch_alerts",
     "pinned_locks",
     "holds",
+    "lock_history",
 }
 
 

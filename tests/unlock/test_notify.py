@@ -117,12 +117,12 @@ def test_only_the_person_asked_may_answer(
     request = workflow.request(STATE, REQUESTER, "the runner died", CHANNEL)
     with pytest.raises(Refused) as nobody_asked:
         notices.answer_as_holder(request.id, ALICE, HolderAnswer.DEAD)
-    assert nobody_asked.value.why is RefusalCode.NOT_HOLDER
+    assert nobody_asked.value.why is RefusalCode.NOT_ASKED
     notices.ask_holder(request.id, ALICE)
     with pytest.raises(Refused) as other:
         notices.answer_as_holder(request.id, BOB, HolderAnswer.DEAD)
-    assert other.value.why is RefusalCode.NOT_HOLDER
-    assert audit_trail(sessions, request.id)[-1].detail["why"] == "not_holder"
+    assert other.value.why is RefusalCode.NOT_ASKED
+    assert audit_trail(sessions, request.id)[-1].detail["why"] == "not_asked"
 
 
 # -- escalation ---------------------------------------------------------------------------------------------------

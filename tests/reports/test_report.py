@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy.orm import Session, sessionmaker
 
 from bot.audit.models import AuditAction
-from bot.audit.report import AuditReport, LockAges, build_report, render_report
 from bot.audit.writer import record_event
+from bot.reports.report import AuditReport, LockAges, build_report, render_report
 from bot.unlock.models import Approval, Status, UnlockRequest
 
 PROD = "acme-tfstate/prod/network/terraform.tfstate"
@@ -52,6 +52,8 @@ def add_request(
         approvals_required=len(approvers) or 1,
         created_at=created_at,
         expires_at=created_at + timedelta(minutes=30),
+        # Approved requests were decided a minute per approval after they were made.
+        decided_at=created_at + timedelta(minutes=len(approvers)) if approvers else None,
         finished_at=finished_at,
     )
     session.add(request)

@@ -1,0 +1,3 @@
+from tests.database import database_url, engine, migrated_url, postgres_url, sessions
+
+__all__ = ["database_url", "engine", "migrated_url", "postgres_url", "sessions"]
