@@ -1,4 +1,5 @@
-"""`tflock-bot`: the bot's command line (docs/design.md §6). Exit codes: 0 success, 1 operation failed, 2 bad input."""
+"""`tflock-bot`: the bot's command line (docs/design.md §6). Exit codes: 0 success, 1 operation failed or refused,
+2 bad input."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import io
 import json
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -18,7 +20,7 @@ from sqlalchemy.engine import make_url
 
 from bot import __version__
 from bot.db import grant_runtime_role, grant_statements, upgrade_to_head
-from bot.errors import TflockError
+from bot.errors import BadInput, ConfigurationError, TflockError
 from bot.locks.address import parse_address
 from bot.locks.backends import load_backends
 from bot.locks.directory import LockDirectory
@@ -120,7 +122,7 @@ def _list_table(rows: Sequence[LockFacts], *, stale_only: bool, complete: bool =
             f.who or "?",
             f.operation or "?",
             f.lock_id or "?",
-            "STALE" if f.stale else "",
+            f"HOLD: {f.hold.reason}" if f.hold else "STALE" if f.stale else "",
         )
         for f in rows
     ]
@@ -207,6 +209,102 @@ def cmd_audit_report(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+_CLI_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@+-]{0,59}")
+
+
+def _holds(settings: Settings) -> Any:
+    """The hold service on the bot's database; the database must be at the newest schema (it audits)."""
+    from sqlalchemy import inspect  # noqa: PLC0415 (SQLAlchemy loads only when needed)
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415
+
+    from bot.db import DatabaseUnavailable, describe_error, make_engine, make_sessions  # noqa: PLC0415
+    from bot.unlock.holds import Holds  # noqa: PLC0415
+
+    engine = make_engine(settings.database_url)
+    try:
+        migrated = inspect(engine).has_table("holds")
+    except SQLAlchemyError as exc:
+        raise DatabaseUnavailable(f"the database is unreachable: {describe_error(exc)}") from exc
+    if not migrated:
+        raise ConfigurationError(
+            f"the database ({_safe_url(settings.database_url)}) has no holds table yet: run `tflock-bot db upgrade`"
+        )
+    return Holds(make_sessions(engine), _directory(settings), lambda: datetime.now(UTC))
+
+
+def _cli_actor(name: str) -> str:
+    """`--actor NAME` as recorded: `cli:NAME` (so a CLI hold is never taken for a Slack user's)."""
+    if not _CLI_NAME.fullmatch(name):
+        raise BadInput(
+            f"--actor {name[:80]!r} is not a name: letters, digits and _ . @ + - (up to 60), starting with a "
+            "letter or digit"
+        )
+    return f"cli:{name}"
+
+
+def _hold_json(view: Any) -> dict[str, Any]:
+    return {
+        "id": view.id,
+        "address": view.address,
+        "status": view.status.value,
+        "lock_id": view.lock_id,
+        "holder": view.holder,
+        "reason": view.reason,
+        "channel": view.channel,
+        "held_in": [store.value for store in view.held_in],
+        "created": view.created_at.isoformat(),
+        "released": view.released_at.isoformat() if view.released_at else None,
+        "released_by": view.released_by,
+        "outcome": view.outcome,
+        "raw_info": view.raw_info,
+    }
+
+
+def _refused(exc: TflockError, as_json: bool) -> int:
+    if as_json:
+        why = getattr(exc, "why", None)
+        print(json.dumps({"ok": False, "why": str(why) if why else None, "message": str(exc)}, ensure_ascii=False))
+    print(f"tflock-bot: {exc}", file=sys.stderr)
+    return exc.exit_code
+
+
+def cmd_hold(args: argparse.Namespace, settings: Settings) -> int:
+    actor = _cli_actor(args.actor)
+    holds = _holds(settings)
+    channel = args.channel.lstrip("#") if args.channel else None
+    try:
+        with _saying_what_is_slow(holds.directory):
+            view = holds.hold(args.state, " ".join(args.reason), actor, channel)
+    except TflockError as exc:
+        return _refused(exc, args.json)
+    if args.json:
+        print(json.dumps({"ok": True, "hold": _hold_json(view)}, indent=2, ensure_ascii=False))
+    else:
+        where = " and ".join("DynamoDB" if s == "dynamodb" else "the lock file" for s in view.held_in)
+        print(f"{view.address}: held by {view.holder} ({where}), lock ID {view.lock_id}")
+        print(f"  reason: {view.reason}")
+        print(
+            f"  terraform plan/apply on it now fail with this reason; release: tflock-bot release {view.address} "
+            f"--actor {args.actor}"
+        )
+    return 0
+
+
+def cmd_release(args: argparse.Namespace, settings: Settings) -> int:
+    actor = _cli_actor(args.actor)
+    holds = _holds(settings)
+    try:
+        with _saying_what_is_slow(holds.directory):
+            view = holds.release(args.state, actor)
+    except TflockError as exc:
+        return _refused(exc, args.json)
+    if args.json:
+        print(json.dumps({"ok": True, "hold": _hold_json(view)}, indent=2, ensure_ascii=False))
+    else:
+        print(f"{view.address}: released ({view.outcome or 'the hold is over'})")
+    return 0
+
+
 def _safe_url(url: str) -> str:
 
     return make_url(url).render_as_string(hide_password=True)
@@ -284,6 +382,23 @@ def build_parser() -> argparse.ArgumentParser:
     list_.add_argument("--stale", action="store_true", help="only locks older than TFLOCK_STALE_AFTER")
     list_.add_argument("--json", action="store_true", help="machine-readable output")
     list_.set_defaults(func=cmd_list)
+
+    hold = sub.add_parser(
+        "hold",
+        help="take a state's real Terraform lock on purpose, with a reason (nobody plans or applies until released)",
+    )
+    hold.add_argument("state", help="bucket/key, s3://bucket/key or alias")
+    hold.add_argument("reason", nargs="+", help="why: shown by Terraform to anyone who tries to plan or apply")
+    hold.add_argument("--actor", required=True, help="who holds it (recorded as cli:NAME); only they can release")
+    hold.add_argument("--channel", help="the incident channel, shown in the lock's Info (e.g. incident-42)")
+    hold.add_argument("--json", action="store_true", help="machine-readable output")
+    hold.set_defaults(func=cmd_hold)
+
+    release = sub.add_parser("release", help="release a hold you took (compare-and-delete of the exact lock written)")
+    release.add_argument("state", help="bucket/key, s3://bucket/key or alias")
+    release.add_argument("--actor", required=True, help="the NAME the hold was taken with (cli:NAME)")
+    release.add_argument("--json", action="store_true", help="machine-readable output")
+    release.set_defaults(func=cmd_release)
     return parser
 
 

@@ -336,6 +336,7 @@ RUNTIME_PRIVILEGES: dict[str, tuple[str, ...]] = {
     "unlock_approvals": ("SELECT", "INSERT"),
     "watch_alerts": ("SELECT", "INSERT", "UPDATE"),
     "pinned_locks": ("SELECT", "INSERT"),
+    "holds": ("SELECT", "INSERT", "UPDATE"),  # UPDATE: the guarded status transitions of a hold
     "alembic_version": ("SELECT",),
 }
 # Sequences behind the ids above (nextval needs USAGE; setval would need UPDATE, which is not granted).

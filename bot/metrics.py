@@ -78,7 +78,7 @@ class Metrics:
         )
         self.watch_alerts = Counter(
             "tflock_watch_alerts",
-            "Watchdog messages sent: alert (stale lock), reminder, released (alert updated)",
+            "Watchdog messages sent: alert (stale lock), reminder, hold_reminder, released (alert updated)",
             ["kind"],
             registry=self.registry,
         )

@@ -71,6 +71,7 @@ class Settings(BaseSettings):
     watch_channel: str | None = Field(default=None, validation_alias="TFLOCK_WATCH_CHANNEL")
     watch_interval: timedelta = Field(default=timedelta(minutes=5), validation_alias="TFLOCK_WATCH_INTERVAL")
     watch_remind_after: timedelta = Field(default=timedelta(hours=4), validation_alias="TFLOCK_WATCH_REMIND_AFTER")
+    hold_remind_after: timedelta = Field(default=timedelta(hours=4), validation_alias="TFLOCK_HOLD_REMIND_AFTER")
 
     # Faults: nothing waits without a timeout and every queue has a bound.
     aws_connect_timeout: timedelta = Field(default=timedelta(seconds=2), validation_alias="TFLOCK_AWS_CONNECT_TIMEOUT")
@@ -114,6 +115,7 @@ class Settings(BaseSettings):
         "stale_after",
         "watch_interval",
         "watch_remind_after",
+        "hold_remind_after",
         "aws_connect_timeout",
         "aws_read_timeout",
         "db_connect_timeout",

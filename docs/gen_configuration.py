@@ -114,6 +114,11 @@ SETTINGS: dict[str, Setting] = {
         "`config.watchRemindAfter`",
         "One reminder about a lock still held this long after its alert.",
     ),
+    "TFLOCK_HOLD_REMIND_AFTER": Setting(
+        "`config.holdRemindAfter`",
+        "One reminder in the watchdog channel about a hold (`/tflock hold`) still held this long; holds are "
+        "never alerted as stale.",
+    ),
     "TFLOCK_AWS_CONNECT_TIMEOUT": Setting(
         "`config.awsConnectTimeout`",
         "How long one AWS connection attempt may take. With the read timeout and attempts below it bounds how "

@@ -37,6 +37,8 @@ class AuditAction(StrEnum):
     RECONCILED = "reconciled"
     STATUS = "status"
     LIST = "list"
+    HELD = "held"  # a hold is being taken: written before the lock is (bot/unlock/holds.py)
+    RELEASED = "released"  # a hold is being released: written before the lock is deleted
 
 
 class AuditEvent(Base):

@@ -11,7 +11,7 @@ from botocore.exceptions import ClientError
 from bot.errors import TflockError
 from bot.locks.address import DIGEST_SUFFIX, StateAddress
 from bot.locks.aws import Removal, aws_errors, gone
-from bot.locks.model import LockSnapshot, Store
+from bot.locks.model import AlreadyLocked, LockSnapshot, Store
 
 _PROJECTION = "LockID, #info"
 _NAMES = {"#info": "Info"}
@@ -69,6 +69,27 @@ class LockTable:
                     "(DynamoDB condition Info = the Info seen failed); nothing was deleted there"
                 ) from None
         return Removal.DELETED
+
+    def put_if_absent(self, address: StateAddress, raw_info: str) -> None:
+        """Take the lock as Terraform does: PutItem {LockID, Info} on condition attribute_not_exists(LockID).
+
+        AlreadyLocked (with the holder's item) when an item is there. Only `LockID = <bucket>/<key>`
+        is written, never the `-md5` digest item.
+        """
+        with aws_errors(f"table {self.table}", self.role_arn):
+            try:
+                self.client.put_item(
+                    TableName=self.table,
+                    Item={"LockID": {"S": address.lock_id}, "Info": {"S": raw_info}},
+                    ConditionExpression="attribute_not_exists(LockID)",
+                    ReturnValuesOnConditionCheckFailure="ALL_OLD",
+                )
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
+                    raise
+                item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
+                holder = self._snapshot(address, item) if item else None
+                raise AlreadyLocked(address, holder or self.read(address), f" ({self.location})") from None
 
     def scan(self, filter_lock_id: str | None = None, *, segments: int = 1) -> Iterator[LockSnapshot]:
         """Every lock item in the table (paginated); digest items are skipped.

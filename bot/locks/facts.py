@@ -27,6 +27,19 @@ class StoreCheck:
 
 
 @dataclass(frozen=True)
+class HoldFacts:
+    """A hold taken with tflock: by whom, where, why, since when (all from its Info, shown escaped)."""
+
+    by: str
+    channel: str | None
+    reason: str
+    since: str | None  # "2025-03-04 10:20:30 UTC"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"by": self.by, "channel": self.channel, "reason": self.reason, "since": self.since}
+
+
+@dataclass(frozen=True)
 class LockFacts:
     address: str
     backend: str
@@ -47,6 +60,7 @@ class LockFacts:
     verdict: str
     problems: tuple[str, ...]
     raw_info: tuple[str, ...]
+    hold: HoldFacts | None = None
 
     @property
     def locked(self) -> bool:
@@ -83,6 +97,7 @@ class LockFacts:
             "verdict": self.verdict,
             "problems": list(self.problems),
             "raw_info": list(self.raw_info),
+            "hold": self.hold.as_json() if self.hold is not None else None,
         }
 
 
@@ -102,6 +117,8 @@ def lock_facts(lock: StateLock, now: datetime, stale_after: timedelta) -> LockFa
         verdict = UNKNOWN_VERDICT
     elif answer is Answer.NOT_HELD:
         verdict = "not locked"
+    elif lock.hold is not None:
+        verdict = f"held on purpose with tflock by {printable(lock.hold.by)}: {printable(lock.hold.reason)}"
     elif age is None:
         verdict = "age unknown — check with the holder"
     elif stale:
@@ -131,6 +148,19 @@ def lock_facts(lock: StateLock, now: datetime, stale_after: timedelta) -> LockFa
         verdict=verdict,
         problems=tuple(printable(p) for p in problems),
         raw_info=tuple(s.raw_info for s in lock.snapshots),  # exact bytes, for --json
+        hold=_hold_facts(lock),
+    )
+
+
+def _hold_facts(lock: StateLock) -> HoldFacts | None:
+    hold = lock.hold
+    if hold is None:
+        return None
+    return HoldFacts(
+        by=printable(hold.by),
+        channel=printable(hold.channel) if hold.channel else None,
+        reason=printable(hold.reason),
+        since=lock.created.strftime("%Y-%m-%d %H:%M:%S UTC") if lock.created else None,
     )
 
 
@@ -163,7 +193,14 @@ def render_text(facts: LockFacts) -> str:
         lines += [f"  checked: {', '.join(_store_words(c.store) for c in facts.checked)}"]
         lines += [f"  note: {p}" for p in facts.problems]
         return "\n".join(lines)
-    rows = [
+    rows: list[tuple[str, str]] = []
+    if facts.hold is not None:
+        where = f" in {facts.hold.channel}" if facts.hold.channel else ""
+        rows += [
+            ("HOLD", f"held with tflock by {facts.hold.by}{where} since {facts.hold.since or '?'}"),
+            ("Reason", facts.hold.reason),
+        ]
+    rows += [
         ("State", facts.address),
         ("Workspace", facts.workspace),
         ("Held in", "; ".join(facts.held_in)),

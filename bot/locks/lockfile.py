@@ -11,7 +11,8 @@ from botocore.exceptions import ClientError
 from bot.errors import TflockError
 from bot.locks.address import LOCKFILE_SUFFIX, StateAddress
 from bot.locks.aws import Removal, aws_errors, gone
-from bot.locks.model import LockSnapshot, Store
+from bot.locks.lockinfo import raw_bytes
+from bot.locks.model import AlreadyLocked, LockSnapshot, Store
 
 # Terraform's bodies are a few hundred bytes; whatever else is there is kept whole up to this size (and a
 # bigger one is still pinned by its ETag), but never buffered without bound.
@@ -88,6 +89,27 @@ class LockFiles:
                     ) from None
                 raise
         return Removal.DELETED
+
+    def put_if_absent(self, address: StateAddress, raw_info: str) -> str:
+        """Take the lock as Terraform does: PutObject of the Info JSON with If-None-Match: *; returns the ETag.
+
+        AlreadyLocked (with the lock file there now, if it can be read) when one exists.
+        """
+        key = address.lockfile_key
+        with aws_errors(f"s3://{address.bucket}/{key}", self.role_arn):
+            try:
+                response = self.client.put_object(
+                    Bucket=address.bucket,
+                    Key=key,
+                    Body=raw_bytes(raw_info),
+                    ContentType="application/json",
+                    IfNoneMatch="*",
+                )
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code")) not in _CHANGED:
+                    raise
+                raise AlreadyLocked(address, self.read(address), f" (s3://{address.bucket}/{key})") from None
+        return str(response["ETag"])
 
     def list_addresses(self, bucket: str) -> Iterator[StateAddress]:
         """States with a lock file in this bucket (paginated ListObjectsV2, keys ending `.tflock`)."""

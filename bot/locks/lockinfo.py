@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -34,7 +35,33 @@ OPERATION_WORDS = {
     "migration destination state": "backend migration (destination state)",
     "backend from plan": "apply of a saved plan (backend from plan)",
     "init is initializing state_store first time": "init (first state store set-up)",
+    "tflock-hold": "hold (taken with tflock on purpose)",
 }
+
+
+def go_json(values: dict[str, str]) -> str:
+    """Go's json.Marshal of a LockInfo: compact, struct order, <>& and U+2028/9 escaped, other UTF-8 raw.
+
+    Only for a lock tflock writes itself (a hold); a lock read from a store is never re-marshalled."""
+    text = json.dumps({k: values[k] for k in _FIELDS}, separators=(",", ":"), ensure_ascii=False)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026"), ("\u2028", "\\u2028")):
+        text = text.replace(char, escape)
+    return text.replace("\u2029", "\\u2029")
+
+
+def go_time(moment: datetime) -> str:
+    """time.RFC3339Nano in UTC: the fraction's trailing zeros trimmed, none at all when zero, `Z` suffix."""
+    moment = moment.astimezone(UTC)
+    text = moment.strftime("%Y-%m-%dT%H:%M:%S")
+    if moment.microsecond:
+        text += "." + f"{moment.microsecond * 1000:09d}".rstrip("0")
+    return text + "Z"
+
+
+def new_lock_id() -> str:
+    """A lock ID as Terraform makes one (go-uuid.FormatUUID of 16 random bytes: 8-4-4-4-12 lowercase hex)."""
+    raw = secrets.token_bytes(16).hex()
+    return f"{raw[0:8]}-{raw[8:12]}-{raw[12:16]}-{raw[16:20]}-{raw[20:32]}"
 
 
 def raw_bytes(raw: str) -> bytes:
@@ -68,6 +95,11 @@ class LockInfo:
     @property
     def operation_words(self) -> str:
         return describe_operation(self.operation)
+
+    @property
+    def hold(self) -> HoldInfo | None:
+        """What this lock's Info says about the hold it is, or None when it is any other lock."""
+        return read_hold(self)
 
 
 def describe_operation(operation: str) -> str:
@@ -120,3 +152,47 @@ def parse_go_time(text: str) -> datetime | None:
         offset = timedelta(hours=int(off_h), minutes=int(off_m))
         moment = moment - offset if sign == "+" else moment + offset
     return moment
+
+
+HOLD_OPERATION = "tflock-hold"
+WHO_SUFFIX = " (tflock hold)"
+_INFO = re.compile(r"held with tflock by (?P<by>.+?)(?: in (?P<channel>#\S+))?: (?P<reason>.*)", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class HoldInfo:
+    """What a hold's Info says: who holds it (as shown), where it was taken, and why."""
+
+    by: str  # "@alice" or "cli:alice"
+    channel: str | None  # "#incident-42"
+    reason: str
+
+
+def hold_lock_info(
+    path: str, *, by: str, channel: str | None, reason: str, version: str, created: datetime
+) -> tuple[str, str]:
+    """(lock ID, the exact Info bytes as text) for a new hold; `by` is "@alice" or "cli:alice"."""
+    lock_id = new_lock_id()
+    where = f" in #{channel.lstrip('#')}" if channel else ""
+    raw = go_json(
+        {
+            "ID": lock_id,
+            "Operation": HOLD_OPERATION,
+            "Info": f"held with tflock by {by}{where}: {reason}",
+            "Who": by.removeprefix("@") + WHO_SUFFIX,
+            "Version": version,
+            "Created": go_time(created),
+            "Path": path,  # <bucket>/<key>, as Terraform sets it
+        }
+    )
+    return lock_id, raw
+
+
+def read_hold(info: LockInfo | None) -> HoldInfo | None:
+    """The hold a lock's Info describes, or None when it is any other lock."""
+    if info is None or info.operation != HOLD_OPERATION:
+        return None
+    match = _INFO.fullmatch(info.info)
+    if match is None:
+        return HoldInfo(by=info.who.removesuffix(WHO_SUFFIX), channel=None, reason=info.info)
+    return HoldInfo(by=match["by"], channel=match["channel"], reason=match["reason"])

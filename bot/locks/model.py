@@ -7,8 +7,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from functools import cached_property
 
+from bot.errors import TflockError
 from bot.locks.address import StateAddress
-from bot.locks.lockinfo import LockInfo, LockInfoError, parse_lock_info
+from bot.locks.lockinfo import HoldInfo, LockInfo, LockInfoError, parse_lock_info
 
 
 class Store(StrEnum):
@@ -143,6 +144,23 @@ class StateLock:
             return None
         return max(now - created, timedelta(0))
 
+    @property
+    def hold(self) -> HoldInfo | None:
+        """A hold taken with tflock on purpose (its Info says so): shown as a hold, never called stale."""
+        info = self.info
+        return info.hold if info is not None else None
+
     def is_stale(self, now: datetime, stale_after: timedelta) -> bool:
+        if self.hold is not None:
+            return False
         age = self.age(now)
         return age is not None and age >= stale_after
+
+
+class AlreadyLocked(TflockError):
+    """The state is locked already (by Terraform, or another hold); `holder` is that lock as read."""
+
+    def __init__(self, address: StateAddress, holder: LockSnapshot | None, note: str = "") -> None:
+        self.address = address
+        self.holder = holder
+        super().__init__(f"{address} is already locked{note}")

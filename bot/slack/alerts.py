@@ -144,6 +144,31 @@ def alert_message(facts: LockFacts, holder: str | None, *, stale_after: timedelt
     return Message(text + (f" {mention(holder)}" if holder else ""), tuple(blocks))
 
 
+def hold_reminder_message(facts: LockFacts, holder: str | None) -> Message:
+    """The one reminder about a hold still held after TFLOCK_HOLD_REMIND_AFTER: never called stale."""
+    assert facts.hold is not None
+    hold = facts.hold
+    age = facts.age or "an unknown time"
+    title = f":lock: *Still on hold:* {code(facts.address)} — held on purpose for *{escape(age)}*"
+    where = f" in {escape(hold.channel)}" if hold.channel else ""
+    fields = [
+        _field("Held by", _who(hold.by, holder) + where),
+        _field("Since", escape(hold.since) if hold.since else "unknown"),
+        _field("Reason", escape(hold.reason)),
+        _field("Lock ID", code(facts.lock_id) if facts.lock_id else "unreadable"),
+    ]
+    hint = (
+        "Nobody can plan or apply this state until the hold is released: the holder with "
+        f"`/tflock release {escape(facts.address)}`, anyone else with a two-person force-unlock."
+    )
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_clip(title)), fields=fields),
+        ContextBlock(elements=[MarkdownTextObject(text=_clip(hint))]),
+    ]
+    text = escape(f"{facts.address} is still on hold ({age}) by {hold.by}: {hold.reason}")
+    return Message(_clip(text) + (f" {mention(holder)}" if holder else ""), tuple(blocks))
+
+
 def reminder_text(facts: LockFacts, holder: str | None) -> str:
     age = escape(facts.age or "an unknown time")
     return (
@@ -161,6 +186,16 @@ def released_message(alert: Alert, release: Release) -> Message:
     after = f" after {format_age(release.held_for)}" if release.held_for is not None else ""
     request = release.request
     how = f"Released{after}"
+    hold = info.hold if info else None
+    if request is None and hold is not None:
+        lines = [f":white_check_mark: *Hold released* on {code(alert.address)}", how + "."]
+        fields = [
+            _field("Held by", escape(printable(hold.by))),
+            _field("Reason", escape(printable(hold.reason))),
+            _field("Lock ID", code(printable(alert.lock_id)) if alert.lock_id else "unreadable"),
+        ]
+        section = SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines))), fields=fields)
+        return Message(escape(f"Hold on {alert.address} released{after}"), (section,))
     if request is not None:
         approvers = ", ".join(mention(a) for a in request.approvers) or "nobody"
         how += f" by tflock — requested by {mention(request.requester)}, approved by {approvers}"
@@ -201,8 +236,11 @@ class SlackAlerts:
         self.pins = pins
 
     def post_alert(self, alert: Alert, facts: LockFacts) -> tuple[str, str]:
-        pin = self._pin(alert)
-        message = alert_message(facts, self.users.holder(facts.who), stale_after=self.stale_after, pin=pin)
+        if facts.hold is not None:
+            message = hold_reminder_message(facts, self.users.holder(facts.hold.by.removeprefix("@")))
+        else:
+            pin = self._pin(alert)
+            message = alert_message(facts, self.users.holder(facts.who), stale_after=self.stale_after, pin=pin)
         try:
             response = self.client.chat_postMessage(channel=self.channel, **message.as_kwargs())
         except SlackApiError as exc:
@@ -275,6 +313,7 @@ def build_watchdog(bot: SlackBot, channel: str) -> Watchdog:
         runtime.clock,
         stale_after=settings.stale_after,
         remind_after=settings.watch_remind_after,
+        hold_remind_after=settings.hold_remind_after,
     )
 
 

@@ -172,3 +172,98 @@ class Pin:
     lock_id: str | None
     raw_sha256: str
     lockfile_etag: str | None
+
+
+class HoldStatus(StrEnum):
+    TAKING = "taking"  # the `held` event is written; the lock may be being written to the stores
+    HELD = "held"
+    RELEASING = "releasing"  # the `released` event is written; the delete may be under way
+    RELEASED = "released"
+    REFUSED = "refused"  # the state was locked already: nothing was taken
+    FAILED = "failed"  # a store failed while taking: nothing of ours is left (or the outcome says where)
+
+    @property
+    def is_active(self) -> bool:
+        """The lock may be in the stores now."""
+        return self in {HoldStatus.TAKING, HoldStatus.HELD, HoldStatus.RELEASING}
+
+
+_HOLD_STATUS_VALUES = ", ".join(f"'{status.value}'" for status in HoldStatus)
+_ACTIVE_HOLD = text("status IN ('taking', 'held', 'releasing')")
+ONE_ACTIVE_HOLD_INDEX = "uq_holds_active_state"
+
+
+class Hold(Base):
+    """A state held on purpose with tflock (bot/unlock/holds.py): the exact lock written, by whom and why."""
+
+    __tablename__ = "holds"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_HOLD_STATUS_VALUES})", name="status"),
+        # One active hold per state, whatever the replicas do (the stores refuse a second lock anyway).
+        Index(
+            ONE_ACTIVE_HOLD_INDEX,
+            "state_address",
+            unique=True,
+            sqlite_where=_ACTIVE_HOLD,
+            postgresql_where=_ACTIVE_HOLD,
+        ),
+        Index(None, "status", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)  # a random UUID
+    state_address: Mapped[str] = mapped_column(String(ADDRESS_CHARS))
+    lock_id: Mapped[str] = mapped_column(String(36))  # the ID tflock generated, Terraform's format
+    raw_info: Mapped[str] = mapped_column(LosslessText())  # the exact bytes written: release deletes only these
+    in_table: Mapped[bool]
+    in_lockfile: Mapped[bool]
+    lockfile_etag: Mapped[str | None] = mapped_column(String(256))
+    holder: Mapped[str] = mapped_column(String(ACTOR_CHARS))  # a Slack user ID, or cli:NAME
+    reason: Mapped[str] = mapped_column(Text)
+    channel: Mapped[str | None] = mapped_column(String(CHANNEL_CHARS))
+    status: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+    released_at: Mapped[datetime | None]
+    released_by: Mapped[str | None] = mapped_column(String(ACTOR_CHARS))
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+
+@dataclass(frozen=True)
+class HoldView:
+    """A hold as callers see it (CLI and Slack render this)."""
+
+    id: str
+    address: str
+    lock_id: str
+    raw_info: str
+    held_in: tuple[Store, ...]
+    lockfile_etag: str | None
+    holder: str
+    reason: str
+    channel: str | None
+    status: HoldStatus
+    created_at: datetime
+    released_at: datetime | None
+    released_by: str | None
+    outcome: str | None
+
+    @classmethod
+    def of(cls, row: Hold) -> HoldView:
+        held_in = tuple(
+            store for store, held in ((Store.TABLE, row.in_table), (Store.LOCKFILE, row.in_lockfile)) if held
+        )
+        return cls(
+            id=row.id,
+            address=row.state_address,
+            lock_id=row.lock_id,
+            raw_info=row.raw_info,
+            held_in=held_in,
+            lockfile_etag=row.lockfile_etag,
+            holder=row.holder,
+            reason=row.reason,
+            channel=row.channel,
+            status=HoldStatus(row.status),
+            created_at=row.created_at,
+            released_at=row.released_at,
+            released_by=row.released_by,
+            outcome=row.outcome,
+        )

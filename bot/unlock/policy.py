@@ -37,6 +37,10 @@ class RefusalCode(StrEnum):
     STORES_DISAGREE = "stores_disagree"
     ALREADY_REQUESTED = "already_requested"
     LOCK_CHANGED = "lock_changed"
+    ALREADY_LOCKED = "already_locked"  # a hold asked for on a state someone holds already
+    NOT_HOLDER = "not_holder"  # a release by someone other than the hold's holder
+    NO_HOLD = "no_hold"  # a release of a state tflock holds no hold on
+    HOLD_CHANGED = "hold_changed"  # the lock is no longer the exact bytes the hold wrote
     LOOKUP_FAILED = "lookup_failed"  # Slack could not say who the person is: nothing decided on a guess
 
 

@@ -1,5 +1,8 @@
 """The stale-lock watchdog: every interval, scan every backend; a lock held longer than TFLOCK_STALE_AFTER
 gets one alert, one reminder after TFLOCK_WATCH_REMIND_AFTER, and its alert is updated when it goes.
+A hold (taken on purpose with `/tflock hold`) is never stale: it gets one reminder instead, once it has
+been held for TFLOCK_HOLD_REMIND_AFTER (the notifier renders it from `facts.hold`), and that message is
+updated the same way when the hold is released.
 
 Exactly once, however many replicas scan: the alert row is inserted before anything is posted, and
 the unique `lock_key` lets only one replica's INSERT succeed. Every talk with Slack about an alert
@@ -147,6 +150,7 @@ class Watchdog:
         *,
         stale_after: timedelta,
         remind_after: timedelta,
+        hold_remind_after: timedelta | None = None,
         lease: timedelta = LEASE,
     ) -> None:
         self.sessions = sessions
@@ -156,6 +160,7 @@ class Watchdog:
         self.clock = clock
         self.stale_after = stale_after
         self.remind_after = remind_after
+        self.hold_remind_after = hold_remind_after  # None: holds are not reminded
         self.lease = lease
         self.owner = _replica_name()
 
@@ -196,6 +201,8 @@ class Watchdog:
             did = self._watch(lock, now)
             alerted += did == "alert"
             reminded += did == "reminder"
+        for lock in self._holds_due(listing.locks, now):
+            reminded += self._watch(lock, now) == "alert"  # a hold's one message is its reminder
         released = self._close_released({lock_key(lock) for lock in listing.locks}, unseen)
         report = ScanReport(len(listing.locks), len(stale), alerted, reminded, released, listing.problems)
         if alerted or reminded or released or listing.problems:
@@ -231,6 +238,16 @@ class Watchdog:
             self.metrics.locks_held.labels(backend=backend.name).set(len(held))
             self.metrics.oldest_lock_age.labels(backend=backend.name).set(max(ages, default=0.0))
 
+    def _holds_due(self, locks: Sequence[StateLock], now: datetime) -> list[StateLock]:
+        """Holds held for at least TFLOCK_HOLD_REMIND_AFTER: each gets one message, never a stale alert."""
+        if self.hold_remind_after is None:
+            return []
+        return [
+            lock
+            for lock in locks
+            if lock.hold is not None and (age := lock.age(now)) is not None and age >= self.hold_remind_after
+        ]
+
     # -- a stale lock: alert once, remind once ----------------------------------------------------
     def _watch(self, lock: StateLock, now: datetime) -> Literal["alert", "reminder"] | None:
         """What was sent about this stale lock in this scan, if anything."""
@@ -245,13 +262,14 @@ class Watchdog:
                 return None
         if alert.released_at is not None:
             return None
-        if alert.message_ts is None:  # claimed but not posted: its poster failed or died
+        if alert.message_ts is None:  # (a hold's one message too)  # claimed but not posted: its poster failed or died
             if self._take_lease(alert.id, WatchAlert.message_ts.is_(None)):
                 return "alert" if self._post(alert, lock_facts(lock, now, self.stale_after)) else None
             return None
         due = alert.posted_at is not None and now - alert.posted_at >= self.remind_after
         if (
-            due
+            lock.hold is None  # a hold was reminded once, by its one message
+            and due
             and alert.reminded_at is None
             and self._take_lease(alert.id, WatchAlert.reminded_at.is_(None), WatchAlert.message_ts.is_not(None))
         ):
@@ -289,7 +307,7 @@ class Watchdog:
             self._let_go(alert.id)
             return False
         self._settle(alert.id, "alert", channel=channel[:64], message_ts=ts[:64], posted_at=self.clock())
-        self.metrics.watch_alerts.labels(kind="alert").inc()
+        self.metrics.watch_alerts.labels(kind="hold_reminder" if facts.hold else "alert").inc()
         log.info("stale-lock alert for %s (lock %s) posted to %s", alert.address, alert.lock_id, channel)
         return True
 

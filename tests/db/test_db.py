@@ -25,7 +25,15 @@ from bot.db import (
 )
 from tests.database import POSTGRES_URL, postgres_schema
 
-TABLES = {"alembic_version", "audit_events", "unlock_requests", "unlock_approvals", "watch_alerts", "pinned_locks"}
+TABLES = {
+    "alembic_version",
+    "audit_events",
+    "unlock_requests",
+    "unlock_approvals",
+    "watch_alerts",
+    "pinned_locks",
+    "holds",
+}
 
 
 def test_migrations_upgrade_an_empty_database_to_head(database_url: str) -> None:

@@ -303,6 +303,7 @@ EVERY_SETTING = {
         "watchChannel": "C0ALERTS1",
         "watchInterval": "10m",
         "watchRemindAfter": "6h",
+        "holdRemindAfter": "8h",
         "logLevel": "DEBUG",
         "logFormat": "json",
         "awsConnectTimeout": "1s",

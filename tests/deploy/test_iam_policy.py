@@ -33,8 +33,10 @@ REQUESTS: dict[str, tuple[str, dict[str, list[str]]]] = {
     "dynamodb:GetItem": (TABLE, {"dynamodb:LeadingKeys": [STATE]}),
     "dynamodb:Scan": (TABLE, {}),
     "dynamodb:DeleteItem": (TABLE, {"dynamodb:LeadingKeys": [STATE]}),
+    "dynamodb:PutItem": (TABLE, {"dynamodb:LeadingKeys": [STATE]}),
     "s3:GetObject": (f"arn:aws:s3:::{STATE}.tflock", {}),
     "s3:DeleteObject": (f"arn:aws:s3:::{STATE}.tflock", {}),
+    "s3:PutObject": (f"arn:aws:s3:::{STATE}.tflock", {}),
     "s3:ListBucket": ("arn:aws:s3:::acme-tfstate", {}),
     "s3:ListAllMyBuckets": ("*", {}),
     "sts:AssumeRole": ("arn:aws:iam::210987654321:role/tflock", {}),
@@ -149,9 +151,11 @@ def test_state_files_and_digests_stay_out_of_reach() -> None:
     state_object = f"arn:aws:s3:::{STATE}"
     for action in ("s3:GetObject", "s3:DeleteObject", "s3:PutObject"):
         assert not allowed(action, state_object), f"{action} on the state file itself"
-    assert not allowed("s3:PutObject", f"{state_object}.tflock")
-    assert not allowed("dynamodb:PutItem", TABLE, {"dynamodb:LeadingKeys": [STATE]})
-    assert not allowed("dynamodb:DeleteItem", TABLE, {"dynamodb:LeadingKeys": [f"{STATE}-md5"]})
+    # Holds write the lock file and the lock item (conditionally, as Terraform does), never the digest.
+    assert allowed("s3:PutObject", f"{state_object}.tflock")
+    assert allowed("dynamodb:PutItem", TABLE, {"dynamodb:LeadingKeys": [STATE]})
+    for action in ("dynamodb:PutItem", "dynamodb:DeleteItem"):
+        assert not allowed(action, TABLE, {"dynamodb:LeadingKeys": [f"{STATE}-md5"]}), f"{action} on the digest"
     assert not allowed("dynamodb:GetItem", "arn:aws:dynamodb:eu-west-1:123456789012:table/other-table")
 
 

@@ -208,6 +208,10 @@ Cross-field rules the schema cannot say clearly; each failure names the value to
 - name: TFLOCK_WATCH_REMIND_AFTER
   value: {{ . | quote }}
 {{- end }}
+{{- with $c.holdRemindAfter }}
+- name: TFLOCK_HOLD_REMIND_AFTER
+  value: {{ . | quote }}
+{{- end }}
 {{- with $c.logLevel }}
 - name: TFLOCK_LOG_LEVEL
   value: {{ . | quote }}
