@@ -45,6 +45,7 @@ TERRAFORM = Path(sys.prefix) / "lib" / "terraform"  # where PyPI's terraform-bin
 TERRAFORM_VERSION = "0.11.11"
 AWS_HOST = re.compile(r"^[a-z0-9.-]+\.amazonaws\.com$")
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost")
+PROXY_VARIABLES = ("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy")
 
 
 def free_port() -> int:
@@ -236,9 +237,9 @@ def aws_clients(egress: Egress) -> tuple[Any, Any]:
 def proxied_env(egress: Egress) -> dict[str, str]:
     """What every process of ours gets to reach AWS: moto's CA and our proxy, nothing of the developer's."""
     return {
-        **dict.fromkeys(("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"), egress.url),
-        "NO_PROXY": "",
-        "no_proxy": "",
+        **dict.fromkeys(PROXY_VARIABLES, egress.url),
+        # Nothing bypasses the door (not even loopback, so every connection is on its record), nothing else is used.
+        **dict.fromkeys(("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"), ""),
         "AWS_CA_BUNDLE": str(moto_ca()),
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

@@ -7,7 +7,7 @@ import socket
 import pytest
 
 from tests.terraform_real.conftest import Backend
-from tests.terraform_real.harness import Egress, Terraform, missing_tools
+from tests.terraform_real.harness import PROXY_VARIABLES, Egress, Terraform, missing_tools
 
 pytestmark = [
     pytest.mark.slow,
@@ -20,9 +20,8 @@ def test_terraform_plans_against_moto_through_the_proxy_only(terraform: Terrafor
     assert set(terraform.env) >= {"HTTPS_PROXY", "HTTP_PROXY", "AWS_CA_BUNDLE", "CHECKPOINT_DISABLE"}
     proxies = {name: value for name, value in terraform.env.items() if name.lower().endswith("_proxy")}
     assert proxies == {
-        **dict.fromkeys(("HTTPS_PROXY", "HTTP_PROXY", "https_proxy", "http_proxy"), backend.egress.url),
-        "NO_PROXY": "",
-        "no_proxy": "",
+        **dict.fromkeys(PROXY_VARIABLES, backend.egress.url),
+        **dict.fromkeys(("NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"), ""),
     }
     backend.egress.forget()
     result = terraform.plan()
@@ -45,3 +44,17 @@ def test_the_egress_proxy_refuses_everything_but_aws_and_loopback(egress: Egress
             assert sock.recv(100).startswith(b"HTTP/1.1 403")
     assert egress.refused == ["example.com:443", "GET http://169.254.169.254/latest/"]
     egress.forget()
+
+
+def test_terraform_sent_anywhere_else_is_stopped_at_the_door(terraform: Terraform, backend: Backend) -> None:
+    """An S3 endpoint outside AWS: Terraform still goes through the proxy, which refuses it."""
+    try:
+        result = terraform.run(
+            "init", "-input=false", "-no-color", "-reconfigure", *terraform.backend_config(),
+            "-backend-config=endpoint=https://state.example.com",
+        )  # fmt: skip
+        assert result.returncode != 0
+        assert "Forbidden" in result.output, result.output
+        assert set(backend.egress.refused) == {f"{backend.bucket}.state.example.com:443"}
+    finally:
+        backend.egress.forget()  # refused on purpose: the fixture's check is for everything else
