@@ -3,8 +3,9 @@
 The same bytes as tests/terraform.py writes: Go's `json.Marshal` of `LockInfo` (compact, struct order,
 `<>&` escaped), `time.RFC3339Nano` for `Created`, go-uuid IDs without version bits, the lock file put with
 `If-None-Match: *` before the conditional DynamoDB `PutItem`, the `-md5` digest item after every state
-upload, and Terraform's `Error acquiring the state lock` text when the lock is taken. The bot itself never
-writes a lock: this is only the demo's stand-in for a person running `terraform plan`.
+upload, and Terraform's `Error acquiring the state lock` text when the lock is taken (with the lock's `Info`,
+which for a `/tflock hold` is its reason). This is only the demo's stand-in for a person running
+`terraform plan`; the bot writes a lock only for a hold (bot/locks/hold.py).
 """
 
 from __future__ import annotations
@@ -175,7 +176,7 @@ def lock_info_block(raw: str) -> list[str] | None:
         f"  Who:       {value['Who']}",
         f"  Version:   {value['Version']}",
         f"  Created:   {go_time_string(value['Created'])}",
-        "  Info:      ",
+        f"  Info:      {value['Info']}",
     ]
 
 

@@ -12,6 +12,7 @@ from slack_bolt import Ack, App, Respond
 from slack_sdk import WebClient
 
 from bot.audit.models import AuditAction
+from bot.durations import format_age
 from bot.errors import BadInput, TflockError
 from bot.locks.facts import lock_facts
 from bot.locks.model import StateLock
@@ -22,7 +23,16 @@ from bot.slack.errors import BUSY, after_ack, log_request
 from bot.slack.ids import COMMAND
 from bot.slack.messages import ApprovalMessages
 from bot.slack.people import People
-from bot.slack.views import Message, error_message, help_message, list_message, status_message
+from bot.slack.views import (
+    Message,
+    error_message,
+    help_message,
+    hold_message,
+    list_message,
+    released_hold_message,
+    status_message,
+)
+from bot.unlock.holds import Holds
 from bot.unlock.pins import LockPins
 from bot.unlock.workflow import UnlockWorkflow
 
@@ -39,6 +49,8 @@ class SlashCommand:
     argument: str
     user_id: str
     channel_id: str
+    user_name: str = ""
+    channel_name: str = ""
 
     @classmethod
     def parse(cls, body: dict[str, Any]) -> SlashCommand:
@@ -50,6 +62,8 @@ class SlashCommand:
             argument=words[1] if len(words) > 1 else "",
             user_id=str(body.get("user_id") or ""),
             channel_id=str(body.get("channel_id") or ""),
+            user_name=str(body.get("user_name") or ""),
+            channel_name=str(body.get("channel_name") or ""),
         )
 
 
@@ -75,6 +89,8 @@ def tflock_command(
         "status": lambda: _in_channel(*status(request, runtime)),
         "list": lambda: _in_channel(*list_locks(request, runtime)),
         "unlock": lambda: (unlock(request, workflow, messages, people), True, None),
+        "hold": lambda: (hold(request, runtime), False, None),
+        "release": lambda: (release(request, runtime), False, None),
         "audit": lambda: (
             audit(runtime, people, client, user=request.user_id, channel=request.channel_id, argument=request.argument),
             True,
@@ -92,8 +108,8 @@ def tflock_command(
             log_request(command, "bad_input", time.monotonic() - started)
             _count(runtime, "unknown", "bad_input")
         return
-    # A request is a click-like decision (it writes the request); the rest are look-ups.
-    pool = runtime.clicks if request.subcommand == "unlock" else runtime.lookups
+    # A request, a hold and a release are click-like decisions (they write); the rest are look-ups.
+    pool = runtime.clicks if request.subcommand in {"unlock", "hold", "release"} else runtime.lookups
     if not pool.reserve():  # full: say so in the ack itself, at once, instead of answering minutes late
         ack(**error_message(BUSY).as_kwargs())
         _count(runtime, request.subcommand, "busy")
@@ -120,6 +136,42 @@ def unlock(request: SlashCommand, workflow: UnlockWorkflow, messages: ApprovalMe
         workflow, messages, people, state=state, user=request.user_id, reason=reason, channel=request.channel_id
     )
     return Message(f"Asked for approval of the force-unlock of {opened.address}.")
+
+
+def hold(request: SlashCommand, runtime: Runtime) -> Message:
+    state, _, reason = request.argument.strip().partition(" ")
+    if not state or not reason.strip():
+        raise BadInput(
+            f"Which state, and why? `{COMMAND} hold <state> <reason…>` — the reason is what Terraform shows "
+            "to anyone who tries to plan or apply it."
+        )
+    view = _holds(runtime).hold(
+        state,
+        reason,
+        request.user_id,
+        request.channel_id or None,
+        actor_name=request.user_name or None,
+        channel_name=_channel_name(request.channel_name),
+    )
+    return hold_message(view.address, view.holder, view.reason, view.lock_id, view.held_in)
+
+
+def release(request: SlashCommand, runtime: Runtime) -> Message:
+    state = request.argument.strip()
+    if not state or " " in state:
+        raise BadInput(f"Which state? `{COMMAND} release <state>` releases a hold you took.")
+    view = _holds(runtime).release(state, request.user_id)
+    held_for = format_age((view.released_at or runtime.clock()) - view.created_at)
+    return released_hold_message(view.address, view.holder, view.reason, held_for, view.outcome)
+
+
+def _holds(runtime: Runtime) -> Holds:
+    return Holds(runtime.sessions, runtime.directory, runtime.clock)
+
+
+def _channel_name(name: str) -> str | None:
+    """Slack's channel_name, when it names a channel (DMs and private groups come as placeholders)."""
+    return name if name and name not in {"directmessage", "privategroup", "mpdm"} else None
 
 
 def status(request: SlashCommand, runtime: Runtime) -> tuple[Message, Callable[[], None]]:

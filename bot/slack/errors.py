@@ -27,7 +27,7 @@ def request_label(body: dict[str, Any]) -> str:
     if body.get("command"):
         word = str(body.get("text", "")).split(maxsplit=1)
         sub = word[0].lower() if word else "help"
-        return sub if sub in {"status", "list", "unlock", "audit", "help"} else "unknown"
+        return sub if sub in {"status", "list", "unlock", "hold", "release", "audit", "help"} else "unknown"
     actions = body.get("actions") or []
     if actions and isinstance(actions[0], dict):
         return str(actions[0].get("action_id", "action"))[:40]

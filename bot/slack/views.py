@@ -98,6 +98,8 @@ def status_message(facts: LockFacts, pin: str | None = None) -> Message:
             escape(f"{facts.address} is not locked"),
             (SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines)))),),
         )
+    if facts.hold is not None:
+        return _held_status(facts)
     emoji = ":warning:" if facts.stale else ":hourglass_flowing_sand:"
     fields = [
         _field("Held in", "\n".join(escape(where) for where in facts.held_in)),
@@ -126,6 +128,65 @@ def status_message(facts: LockFacts, pin: str | None = None) -> Message:
     return Message(escape(f"{facts.address} is locked by {who} ({operation}) for {age}"), tuple(blocks))
 
 
+def _held_status(facts: LockFacts) -> Message:
+    """`/tflock status` of a state held on purpose: a HOLD by whom, why, since when — never "stale", no button."""
+    hold = facts.hold
+    assert hold is not None
+    where = f" in {escape(hold.channel)}" if hold.channel else ""
+    fields = [
+        _field("Held by", escape(hold.by) + where),
+        _field("Since", escape(hold.since) if hold.since else "unknown"),
+        _field("Reason", escape(hold.reason)),
+        _field("Held for", escape(facts.age) if facts.age else "unknown"),
+        _field("Lock ID", code(facts.lock_id) if facts.lock_id else "unreadable"),
+        _field("Held in", "\n".join(escape(where) for where in facts.held_in)),
+    ]
+    hint = (
+        "Terraform and OpenTofu refuse to plan or apply until it is released: by its holder with "
+        f"`{COMMAND} release {escape(facts.address)}`, by anyone else with a two-person force-unlock."
+    )
+    blocks: list[Block] = [
+        SectionBlock(
+            text=MarkdownTextObject(text=_clip(f":octagonal_sign: *HOLD on* {code(facts.address)}")), fields=fields
+        ),
+        ContextBlock(elements=[MarkdownTextObject(text=_clip(hint))]),
+    ]
+    if facts.problems:
+        problems = "\n".join(f"• {escape(p)}" for p in facts.problems)
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=_clip(f":rotating_light: {problems}"))))
+    return Message(escape(f"{facts.address} is on hold by {hold.by}: {_clip(hold.reason, 200)}"), tuple(blocks))
+
+
+def hold_message(address: str, holder: str, reason: str, lock_id: str, held_in: Sequence[Store]) -> Message:
+    """In the channel: the state is now held; Terraform will print this reason to anyone who tries."""
+    stores = " and ".join(_STORE_WORDS[store.value] for store in held_in)
+    lines = [
+        f":octagonal_sign: *{code(address)} is on hold* — {mention(holder)}: “{escape(printable(reason))}”",
+        "Nobody can `terraform plan` or `apply` it until it is released; they see this reason in "
+        "*Error acquiring the state lock*.",
+    ]
+    context = f"Lock {code(lock_id)} in the {escape(stores)} · release: `{COMMAND} release {escape(address)}`"
+    blocks: list[Block] = [
+        SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines)))),
+        ContextBlock(elements=[MarkdownTextObject(text=_clip(context))]),
+    ]
+    return Message(escape(f"{address} is on hold: {_clip(printable(reason), 200)}"), tuple(blocks))
+
+
+def released_hold_message(address: str, holder: str, reason: str, held_for: str, outcome: str | None) -> Message:
+    """In the channel: the hold is over and Terraform can lock the state again."""
+    lines = [
+        f":white_check_mark: *Hold released* on {code(address)} by {mention(holder)} after {escape(held_for)}.",
+        f"It was held for: “{escape(printable(reason))}”",
+    ]
+    if outcome:
+        lines.append(escape(outcome))
+    return Message(
+        escape(f"Hold on {address} released"),
+        (SectionBlock(text=MarkdownTextObject(text=_clip("\n".join(lines)))),),
+    )
+
+
 def list_message(
     all_facts: Sequence[LockFacts],
     problems: Sequence[str],
@@ -149,6 +210,8 @@ def list_message(
         pinned = pins or {}
         for facts in all_facts[:MAX_LISTED]:
             marker = ":warning: *stale* · " if facts.stale else ""
+            if facts.hold is not None:
+                marker = f":octagonal_sign: *HOLD* ({escape(_clip(facts.hold.reason, 200))}) · "
             line = (
                 f"{marker}{code(facts.address)}\n"
                 f"{escape(facts.who or 'unknown')} · {escape(facts.operation or 'unknown operation')} · "
@@ -182,6 +245,8 @@ USAGE = escape(
     f"*{COMMAND} status <state>* — who holds a state's lock, since when\n"
     f"*{COMMAND} list [stale]* — every held lock, oldest first\n"
     f"*{COMMAND} unlock <state> <reason…>* — ask for a force-unlock; a second person must approve\n"
+    f"*{COMMAND} hold <state> <reason…>* — take the state's lock on purpose: nobody plans or applies until released\n"
+    f"*{COMMAND} release <state>* — release a hold you took\n"
     f"*{COMMAND} audit [state] [since:7d] [user:@x] [csv]* — the audit trail (auditors only)\n"
     f"*{COMMAND} help* — this message\n"
     "A state is `bucket/key` as Terraform prints it under `Path:`, `s3://bucket/key`, an alias, or the lock `ID:`."

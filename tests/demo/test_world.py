@@ -16,7 +16,8 @@ from bot.demo import terraform, world
 from bot.locks.backends import load_backends
 from bot.locks.directory import LockDirectory
 from bot.locks.facts import lock_facts
-from bot.locks.lockinfo import parse_lock_info
+from bot.locks.hold import take_lock
+from bot.locks.lockinfo import hold_lock_info, parse_lock_info
 from bot.settings import load_settings
 from tests.terraform import go_json
 
@@ -143,3 +144,24 @@ def test_go_time_string() -> None:
     assert terraform.go_time_string("2025-03-04T10:20:30.123456789Z") == "2025-03-04 10:20:30.123456789 +0000 UTC"
     assert terraform.go_time(datetime(2025, 1, 15, 23, 59, 59, tzinfo=UTC)) == "2025-01-15T23:59:59Z"
     assert terraform.go_time(datetime(2025, 6, 1, 8, 0, 5, 120000, tzinfo=UTC)) == "2025-06-01T08:00:05.12Z"
+
+
+def test_plan_on_a_held_state_prints_the_holds_reason(seeded: tuple[Any, Any]) -> None:
+    """A `/tflock hold` in the demo: its plan fails with the reason in `Info:`, as Terraform prints it."""
+    s3, dynamodb = seeded
+    state = world.state_named("iam")
+    assert state is not None
+    settings = load_settings(
+        _env_file=None, TFLOCK_DYNAMODB_TABLE=world.TABLE, TFLOCK_S3_BUCKETS=[world.BUCKET], TFLOCK_S3_LOCKFILE="auto"
+    )
+    directory = LockDirectory(load_backends(settings))
+    _, raw = hold_lock_info(
+        state.path, by="@alice", channel="incident", reason="DNS move", version="tflock 1", created=NOW
+    )
+    take_lock(directory, state.address, raw)
+    result = terraform.plan(state.backend, s3, dynamodb, state.address, who="bob@laptop", version="1.11.4", now=NOW)
+    assert not result.acquired
+    assert "Operation: tflock-hold" in result.output
+    assert "Who:       alice (tflock hold)" in result.output
+    assert "Info:      held with tflock by @alice in #incident: DNS move" in result.output
+    assert lock_facts(directory.read(state.address), NOW + timedelta(days=3), timedelta(hours=2)).stale is False
