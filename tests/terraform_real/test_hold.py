@@ -46,7 +46,7 @@ def test_terraform_is_stopped_by_a_hold_with_its_reason_until_it_is_released(
     # Terraform's own `Lock Info:` block, parsed from the Info tflock wrote
     assert re.search(rf"^\s+ID:\s+{hold['lock_id']}$", blocked.output, re.M), blocked.output
     assert re.search(r"^\s+Who:\s+cli:alice \(tflock hold\)$", blocked.output, re.M)
-    assert re.search(rf"^\s+Info:\s+.*#incident-42: {REASON}$", blocked.output, re.M)
+    assert re.search(rf"^\s+Info:\s+.*#incident-42: {re.escape(REASON)}$", blocked.output, re.M)
 
     released = run_cli("release", terraform.state, "--actor", "alice", env=env)
     assert released.returncode == 0, released.stderr
