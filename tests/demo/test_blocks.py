@@ -17,9 +17,11 @@ from slack_sdk import WebClient
 
 from bot.audit.models import AuditRecord
 from bot.demo.slack import ALICE, CHANNEL, Workspace
+from bot.history.query import PastLock
 from bot.locks.address import StateAddress
 from bot.locks.facts import lock_facts
 from bot.locks.model import LockSnapshot, StateLock, Store
+from bot.reports.report import AuditReport, Figures, LockAges, StateBlocking, Week
 from bot.slack import alerts, views
 from bot.unlock.models import RequestView, Status
 from bot.watch.watchdog import Alert, Release
@@ -105,7 +107,52 @@ def every_message() -> list[views.Message]:
         alerts.released_message(
             alert, Release(NOW, timedelta(hours=3), _request(lock, Status.EXECUTED, ("U0BOB0002",)))
         ),
+        views.history_message(str(ADDRESS), _history()),
+        views.history_message(str(ADDRESS), []),
+        views.report_message(_figures(), "3 charts sent to you in a direct message."),
     ]
+
+
+def _history() -> list[PastLock]:
+    start = NOW - timedelta(hours=6)
+    return [
+        PastLock(str(ADDRESS), "id-2", "runner@ci-7", "OperationTypePlan", start, start, NOW, None, None, None, True),
+        PastLock(
+            str(ADDRESS),
+            "id-1",
+            "<b>x</b>",
+            "OperationTypeApply",
+            None,
+            start,
+            start,
+            NOW,
+            "force_unlocked",
+            "r-1",
+            False,
+        ),
+    ]
+
+
+def _figures() -> Figures:
+    since = NOW - timedelta(days=90)
+    report = AuditReport(
+        since,
+        NOW,
+        None,
+        {str(ADDRESS): {"2026-11": 2}},
+        {ALICE.id: 2},
+        {"U0BOB0002": 2},
+        LockAges(0, 0, None, None, None),
+        {"executed": 2},
+        {"self_approval": 1},
+        0,
+    )
+    weeks = tuple(Week(since.date() + timedelta(weeks=n), n % 2, n % 3) for n in range(13))
+    blocking = (StateBlocking(str(ADDRESS), 4, 2, timedelta(hours=9)),)
+    hour = timedelta(hours=1)
+    return Figures(
+        report, 4, 2, 1, 3, hour, 2 * hour, hour / 6, hour, blocking, weeks, (1, 2, 1, 0, 0, 0, 0, 0, 0), (hour,)
+    )
 
 
 def _types(value: Any, found: set[str]) -> set[str]:
