@@ -13,6 +13,8 @@ import bot.unlock.holds
 from bot.audit.models import AuditAction
 from bot.audit.writer import AuditUnavailable
 from bot.errors import BadInput
+from bot.history.models import Ending
+from bot.history.query import state_history
 from bot.locks.address import StateAddress
 from bot.locks.directory import LockDirectory
 from bot.locks.lockinfo import parse_lock_info
@@ -215,3 +217,35 @@ def test_the_hold_event_not_recorded_means_nothing_taken(
         holds.hold(STATE, REASON, ALICE, CHANNEL)
     assert stored(aws) == (None, None)
     assert holds.active(STATE) is None
+
+
+def test_a_hold_enters_the_lock_history_and_ends_there_as_released(
+    holds: Holds, sessions: sessionmaker[Session], clock: Clock
+) -> None:
+    view = holds.hold(STATE, REASON, ALICE, CHANNEL, actor_name="alice")
+    [past] = state_history(sessions, STATE)
+    assert (past.lock_id, past.who, past.operation) == (view.lock_id, "alice (tflock hold)", "tflock-hold")
+    assert past.ended is None
+    assert past.first_seen == clock.now and not past.stale
+    clock.advance(hours=5)
+    with pytest.raises(Refused):
+        holds.release(STATE, BOB)
+    assert state_history(sessions, STATE)[0].ended is None
+    holds.release(STATE, ALICE)
+    [past] = state_history(sessions, STATE)
+    assert past.ended == Ending.RELEASED_HOLD and past.gone_at == clock.now
+    assert past.held_for_exact and past.held_for.total_seconds() == 5 * 3600
+
+
+def test_history_unavailable_never_stops_a_hold_or_its_release(
+    holds: Holds, aws: Aws, sessions: sessionmaker[Session], engine: Engine
+) -> None:
+    with engine.begin() as connection:
+        connection.execute(text("DROP TABLE lock_history"))
+    missed: list[int] = []
+    holds.on_history_missed = lambda: missed.append(1)
+    view = holds.hold(STATE, REASON, ALICE, CHANNEL)
+    assert view.status is HoldStatus.HELD and stored(aws) == (view.raw_info, view.raw_info.encode())
+    assert holds.release(STATE, ALICE).status is HoldStatus.RELEASED and stored(aws) == (None, None)
+    assert len(missed) == 2
+    assert actions(sessions) == ["held", "released"]
