@@ -22,7 +22,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, or_, select, update
 from sqlalchemy.orm import Session
 
 from bot.audit.models import AuditAction
@@ -187,17 +187,36 @@ class RequestNotices:
                         UnlockRequest.id == request.id,
                         UnlockRequest.status == Status.PENDING,
                         UnlockRequest.holder == user,
+                        # Once, except that a run said to be running may die later: running → dead only.
+                        UnlockRequest.holder_answer.is_(None)
+                        if answer is not HolderAnswer.DEAD
+                        else or_(
+                            UnlockRequest.holder_answer.is_(None),
+                            UnlockRequest.holder_answer == HolderAnswer.RUNNING.value,
+                        ),
                         UnlockRequest.expires_at > now,
                     )
                     .values(holder_answer=answer.value, holder_answered_at=now)
                     .execution_options(synchronize_session=False)
                 )
-                if cast(CursorResult[Any], result).rowcount != 1:
-                    current = workflow._current(request.id)
-                    refuse_if_decided(current)
-                    raise Refused(RefusalCode.EXPIRED, "This request has expired; nothing was recorded.", current)
-                detail = {"answer": answer.value, "counts_as_approval": approved, **({"note": note} if note else {})}
-                self._record(session, AuditAction.HOLDER_ANSWERED, request, actor=user, detail=detail, at=now)
+                answered = cast(CursorResult[Any], result).rowcount == 1
+                if answered:
+                    detail = {
+                        "answer": answer.value,
+                        "counts_as_approval": approved,
+                        **({"note": note} if note else {}),
+                    }
+                    self._record(session, AuditAction.HOLDER_ANSWERED, request, actor=user, detail=detail, at=now)
+            if not answered:  # read why outside the write transaction (SQLite has one writer)
+                current = workflow._current(request.id)
+                refuse_if_decided(current)
+                if current.holder_answer is not None:
+                    raise Refused(
+                        RefusalCode.ALREADY_ANSWERED,
+                        f"You already answered ({current.holder_answer.value}); that answer stands.",
+                        current,
+                    )
+                raise Refused(RefusalCode.EXPIRED, "This request has expired; nothing was recorded.", current)
         if approved:
             try:
                 current = workflow.approve(request.id, user, is_bot=is_bot)

@@ -43,6 +43,7 @@ class RefusalCode(StrEnum):
     HOLD_CHANGED = "hold_changed"  # the lock is no longer the exact bytes the hold wrote
     LOOKUP_FAILED = "lookup_failed"  # Slack could not say who the person is: nothing decided on a guess
     NOT_ASKED = "not_asked"  # answered a question about a run that was put to someone else
+    ALREADY_ANSWERED = "already_answered"  # the holder answered once already: the first answer stands
     HOLDER_RUNNING = "holder_running"  # a plain Approve after the holder said their run is still alive
 
 

@@ -96,6 +96,24 @@ def test_go_ahead_from_an_approver_is_an_approval_and_clears_the_warning(
     assert outcome.approved and outcome.request.status is Status.EXECUTED and outcome.request.approvers == (ALICE,)
 
 
+def test_a_dead_run_stays_dead_and_a_double_click_changes_nothing(
+    tf: TerraformBackend, make_workflow: MakeWorkflow, sessions: sessionmaker[Session]
+) -> None:
+    workflow = make_workflow()
+    notices = RequestNotices(workflow, timedelta(minutes=10))
+    tf.lock(KEY, who="alice@laptop")
+    request = workflow.request(STATE, ALICE, "my own run died", CHANNEL)  # the answer counts as nothing
+    notices.ask_holder(request.id, ALICE)
+    notices.answer_as_holder(request.id, ALICE, HolderAnswer.DEAD)
+    for again in (HolderAnswer.RUNNING, HolderAnswer.DEAD):
+        with pytest.raises(Refused) as refused:
+            notices.answer_as_holder(request.id, ALICE, again)
+        assert refused.value.why is RefusalCode.ALREADY_ANSWERED and "dead" in str(refused.value)
+    current = workflow._current(request.id)
+    assert current.holder_answer is HolderAnswer.DEAD and current.status is Status.PENDING
+    assert [e.detail.get("why") for e in audit_trail(sessions, request.id)][-2:] == ["already_answered"] * 2
+
+
 def test_the_requester_as_holder_counts_as_nothing(
     tf: TerraformBackend, make_workflow: MakeWorkflow, sessions: sessionmaker[Session]
 ) -> None:
