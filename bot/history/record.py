@@ -201,9 +201,12 @@ def history_of_status(session: Session, lock: StateLock, now: datetime, stale_af
 def history_of_listing(
     session: Session, listing: LockListing, backends: BackendSet, now: datetime, stale_after: timedelta
 ) -> None:
-    """What one listing (list, the watchdog's scan) tells the history; a backend not fully read ends nothing."""
-    failed = {problem.backend for problem in listing.failures}
-    read = [backend.name[:BACKEND_CHARS] for backend in backends.backends if backend.name not in failed]
+    """What one listing (list, the watchdog's scan) tells the history; a backend not fully read ends nothing.
+
+    Any problem counts, failed or not: a catch-all `*` backend whose lock files are not all listed (a warning,
+    not a failure) did not read every store, so a lock missing from its listing may still be held."""
+    incomplete = {problem.backend for problem in listing.problems}
+    read = [backend.name[:BACKEND_CHARS] for backend in backends.backends if backend.name not in incomplete]
     seen = [one for lock in listing.locks if lock.held for one in observed(lock, now, stale_after)]
     record_listing(session, seen, read, now)
 

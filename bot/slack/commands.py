@@ -230,6 +230,7 @@ def list_locks(request: SlashCommand, runtime: Runtime) -> tuple[Message, Callab
     argument = request.argument.strip().lower()
     if argument not in {"", "stale"}:
         raise BadInput(f"`{COMMAND} list` takes nothing or `stale`, not “{request.argument[:40]}”.")
+    started = runtime.clock()  # the history's time: a lock recorded while the listing ran is not ended by it
     listing = runtime.directory.list_locks()
     now = runtime.clock()
     facts = [lock_facts(lock, now, runtime.settings.stale_after) for lock in listing.locks]
@@ -254,7 +255,7 @@ def list_locks(request: SlashCommand, runtime: Runtime) -> tuple[Message, Callab
         )
         runtime.record_history(
             lambda session: history_of_listing(
-                session, listing, runtime.directory.backends, now, runtime.settings.stale_after
+                session, listing, runtime.directory.backends, started, runtime.settings.stale_after
             )
         )
 
