@@ -88,8 +88,12 @@ class LockTable:
                 if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
                     raise
                 item: dict[str, Any] | None = exc.response.get("Item")  # type: ignore[assignment]
-                holder = self._snapshot(address, item) if item else None
-                raise AlreadyLocked(address, holder or self.read(address), f" ({self.location})") from None
+                holder = (self._snapshot(address, item) if item else None) or self.read(address)
+                if holder is not None and holder.raw_info == raw_info:
+                    # botocore retried a put whose reply was lost: the item there is the one just written
+                    # (a hold's Info carries a fresh lock ID and time, so equal bytes are ours).
+                    return
+                raise AlreadyLocked(address, holder, f" ({self.location})") from None
 
     def scan(self, filter_lock_id: str | None = None, *, segments: int = 1) -> Iterator[LockSnapshot]:
         """Every lock item in the table (paginated); digest items are skipped.

@@ -108,7 +108,10 @@ class LockFiles:
             except ClientError as exc:
                 if str(exc.response.get("Error", {}).get("Code")) not in _CHANGED:
                     raise
-                raise AlreadyLocked(address, self.read(address), f" (s3://{address.bucket}/{key})") from None
+                holder = self.read(address)
+                if holder is not None and holder.raw_info == raw_info and holder.etag:
+                    return holder.etag  # a retried put whose reply was lost: the file there is the one just written
+                raise AlreadyLocked(address, holder, f" (s3://{address.bucket}/{key})") from None
         return str(response["ETag"])
 
     def list_addresses(self, bucket: str) -> Iterator[StateAddress]:

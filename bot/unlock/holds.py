@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
@@ -47,6 +47,8 @@ log = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 ACTIVE = (HoldStatus.TAKING, HoldStatus.HELD, HoldStatus.RELEASING)
+# A hold row still `taking` (or `releasing`) this long after it was created was left by a crash, not in flight.
+TAKING_GRACE = timedelta(minutes=5)
 CLI_PREFIX = "cli:"
 
 
@@ -105,6 +107,7 @@ class Holds:
             if lock.held:
                 attempt.lock_id = lock.lock_ids[0] if lock.lock_ids else None
                 raise Refused(RefusalCode.ALREADY_LOCKED, already_locked(lock))
+            self._end_if_gone(address, actor)
             stores = hold_stores(self.directory.backends.for_address(address))
             now = self._now()
             lock_id, raw = hold_lock_info(
@@ -128,7 +131,7 @@ class Holds:
             except TflockError as exc:
                 note = f"the hold could not be taken: {exc}"
                 self._end(view, HoldStatus.TAKING, HoldStatus.FAILED, None, AuditAction.FAILED, note, {})
-                raise TflockError(f"{note}; nothing is held") from exc
+                raise TflockError(f"{note}; {self._left_behind(address, raw, lock_id)}") from exc
             self._history(view, None, now)
             try:
                 with self.sessions.begin() as session:
@@ -159,6 +162,11 @@ class Holds:
                     f"({printable(hold.reason)}); only they can release it. Anyone else: ask them, or use the "
                     f"two-person force-unlock (`/tflock unlock {address} <reason>`).",
                 )
+            if hold.status is HoldStatus.TAKING and self._now() - hold.created_at < TAKING_GRACE:
+                raise Refused(
+                    RefusalCode.ALREADY_DECIDED,
+                    f"The hold on {address} is still being taken; release it in a moment.",
+                )
             lock = self.directory.read(address)
             seen = _seen(hold, lock)
             comparison = compare(seen, lock)
@@ -177,17 +185,23 @@ class Holds:
             self._start_release(hold, lock, actor)
             deletion = delete_seen(self.directory, lock, seen)
             if deletion.status in {Status.EXECUTED, Status.ALREADY_RELEASED}:
-                with self.sessions.begin() as session:
-                    self._transition(
-                        session,
-                        hold.id,
-                        HoldStatus.RELEASING,
-                        HoldStatus.RELEASED,
-                        released_at=self._now(),
-                        released_by=_id(actor),
-                        outcome=storable(deletion.note, None),
-                    )
-                    view = self._view(session, hold.id)
+                try:
+                    with self.sessions.begin() as session:
+                        self._transition(
+                            session,
+                            hold.id,
+                            HoldStatus.RELEASING,
+                            HoldStatus.RELEASED,
+                            released_at=self._now(),
+                            released_by=_id(actor),
+                            outcome=storable(deletion.note, None),
+                        )
+                        view = self._view(session, hold.id)
+                except SQLAlchemyError as exc:  # the `released` event is written; only the row lags behind
+                    raise TflockError(
+                        f"{address} is released (the hold's lock is deleted: {deletion.note}), but tflock could not "
+                        f"mark the hold released ({describe_error(exc)}); run release again to record it"
+                    ) from exc
                 log.info("hold %s on %s released by %s: %s", hold.id, address, actor, deletion.note)
                 self._history(hold, Ending.RELEASED_HOLD, view.released_at or self._now())
                 return view
@@ -294,6 +308,34 @@ class Holds:
                 "the release could not be written to the audit trail, so the hold was NOT released "
                 f"({describe_error(exc)})"
             ) from exc
+
+    def _end_if_gone(self, address: StateAddress, actor: str) -> None:
+        """Called once a complete read found `address` not held: a hold row still active there is over (its lock
+        was force-unlocked or deleted by hand), so it ends and no longer blocks a new hold. A row still being
+        taken or released is left alone unless it is older than TAKING_GRACE (a crash in between)."""
+        stale = self.active(address)
+        if stale is None:
+            return
+        if stale.status is not HoldStatus.HELD and self._now() - stale.created_at < TAKING_GRACE:
+            return  # in flight: the one-active-hold index refuses the new hold
+        self._finish_gone(
+            stale, actor, f"its lock was gone (force-unlocked or deleted by hand) when {actor} asked for a new hold"
+        )
+
+    def _left_behind(self, address: StateAddress, raw: str, lock_id: str) -> str:
+        """After a failed take: "nothing is held" only when a complete read shows none of the hold's bytes."""
+        try:
+            lock = self.directory.read(address)
+        except TflockError as exc:
+            lock_words = f"the state could not be read again ({exc})"
+        else:
+            if lock.answer is not Answer.UNKNOWN and all(s.raw_info != raw for s in lock.snapshots):
+                return "nothing is held"
+            lock_words = "part of it may be in place" if lock.answer is not Answer.UNKNOWN else "it could not be read"
+        return (
+            f"tflock cannot say that nothing is held: {lock_words}. Check with `/tflock status {address}`; a lock "
+            f"with ID {lock_id} left behind needs the two-person force-unlock"
+        )
 
     def _history(self, hold: HoldView, ending: Ending | None, at: datetime) -> None:
         """The lock history (bot/history) learns of the hold: seen when taken, `released_hold` when released.

@@ -177,3 +177,24 @@ def test_a_hold_is_shown_as_a_hold_and_never_stale(aws: Aws) -> None:
     text = render_text(facts)
     assert "HOLD:" in text and "held with tflock by @alice in #incident-42 since 2026-03-04 10:00:00 UTC" in text
     assert "Reason:    DNS incident" in text
+
+
+def test_a_retried_put_that_finds_its_own_bytes_has_taken_the_lock(aws: Aws) -> None:
+    """botocore retries a put whose reply was lost; the retry's conflict is with the lock just written."""
+    directory = directory_for("auto")
+    backend = directory.backends.for_address(ADDRESS)
+    table, lockfiles = directory.table(backend), directory.lockfiles(backend)
+    assert table is not None and lockfiles is not None
+    _, raw = hold_info()
+    etag = lockfiles.put_if_absent(ADDRESS, raw)
+    table.put_if_absent(ADDRESS, raw)
+    assert lockfiles.put_if_absent(ADDRESS, raw) == etag  # the "retry": ours, with the ETag a release names
+    table.put_if_absent(ADDRESS, raw)
+    _, other = hold_info("someone else's hold")
+    with pytest.raises(AlreadyLocked):
+        lockfiles.put_if_absent(ADDRESS, other)
+    with pytest.raises(AlreadyLocked):
+        table.put_if_absent(ADDRESS, other)
+    assert lockfile_body(aws) == raw.encode()
+    item = table_item(aws, ADDRESS.lock_id)
+    assert item is not None and item["Info"]["S"] == raw

@@ -175,6 +175,32 @@ def test_release_after_a_force_unlock_ends_the_hold(
     assert actions(sessions) == ["held", "released"]
 
 
+def test_a_force_unlocked_hold_does_not_block_the_next_one(
+    holds: Holds, aws: Aws, sessions: sessionmaker[Session]
+) -> None:
+    first = holds.hold(STATE, REASON, ALICE, CHANNEL)
+    aws.s3.delete_object(Bucket=BUCKET, Key=f"{KEY}.tflock")  # two people force-unlocked it
+    aws.dynamodb.delete_item(TableName=TABLE, Key={"LockID": {"S": ADDRESS.lock_id}})
+    second = holds.hold(STATE, "incident 43", BOB, CHANNEL)
+    assert second.status is HoldStatus.HELD and second.holder == BOB
+    assert holds.active(STATE) == second
+    ended = holds.find(first.id)
+    assert ended is not None and ended.status is HoldStatus.RELEASED
+    assert ended.outcome is not None and "gone" in ended.outcome
+    assert actions(sessions) == ["held", "released", "held"]
+    assert stored(aws) == (second.raw_info, second.raw_info.encode())
+
+
+def test_a_hold_still_in_force_is_not_ended_by_a_new_request(
+    holds: Holds, aws: Aws, sessions: sessionmaker[Session]
+) -> None:
+    first = holds.hold(STATE, REASON, ALICE, CHANNEL)
+    with pytest.raises(Refused) as refused:
+        holds.hold(STATE, "incident 43", BOB, CHANNEL)
+    assert refused.value.why is RefusalCode.ALREADY_LOCKED
+    assert holds.active(STATE) == first and stored(aws) == (first.raw_info, first.raw_info.encode())
+
+
 def test_audit_trail_down_nothing_is_taken(holds: Holds, aws: Aws, engine: Engine) -> None:
     with engine.begin() as connection:
         connection.execute(text("DROP TABLE audit_events"))
