@@ -25,7 +25,9 @@ from bot.slack.views import Message, report_message
 
 log = logging.getLogger(__name__)
 DEFAULT_SINCE = "90d"
-USAGE = f"`{COMMAND} report [since:90d]` (a duration such as 30d or 12w, or a date such as 2026-06-01)"
+USAGE = f"`{COMMAND} report [since:90d]` (a duration such as 30d or 12h, or a date such as 2026-06-01)"
+# The longest period answered in Slack: one weekly bar per week is drawn, on the shared look-up workers.
+MAX_PERIOD = timedelta(days=731)
 
 
 def parse_since(argument: str, now: datetime) -> datetime:
@@ -39,6 +41,11 @@ def parse_since(argument: str, now: datetime) -> datetime:
     since = parse_moment(value, now, what="since")
     if since >= now:
         raise BadInput(f"since:{value[:40]} is not in the past; use {USAGE}.")
+    if now - since > MAX_PERIOD:
+        raise BadInput(
+            f"since:{value[:40]} is more than two years back; in Slack the report covers at most 731 days "
+            "(`tflock-bot audit report --since …` has no such limit)."
+        )
     return since
 
 

@@ -57,6 +57,8 @@ def test_anyone_else_is_refused(auditors: SlackBot, slack: FakeSlack) -> None:
     [
         ("since:soon", "is neither a duration"),
         ("since:2999-01-01", "is not in the past"),
+        ("since:0001-01-01", "more than two years back"),
+        ("since:1000d", "more than two years back"),
         ("since:", "is not understood"),
         ("last:90d", "is not understood"),
         ("since:90d extra", "is not understood"),
