@@ -40,7 +40,7 @@ from bot.locks.hold import hold_stores, take_lock
 from bot.locks.lockinfo import hold_lock_info, raw_digest
 from bot.locks.model import AlreadyLocked, Answer, StateLock, Store
 from bot.unlock.models import Hold, HoldStatus, HoldView, Status
-from bot.unlock.policy import MAX_REASON_CHARS, RefusalCode, Refused
+from bot.unlock.policy import MAX_REASON_CHARS, RefusalCode, Refused, require_reason
 from bot.unlock.release import Finding, Seen, compare, delete_seen
 
 log = logging.getLogger(__name__)
@@ -393,19 +393,11 @@ class Holds:
 
     # -- plumbing -----------------------------------------------------------------------------------
     def _check_reason(self, reason: str) -> str:
-        cleaned = (storable(reason, None) or "").strip()
-        if not cleaned:
-            raise Refused(
-                RefusalCode.MISSING_REASON,
-                "A reason is required: say why nobody may plan or apply (the incident, what is being fixed).",
-            )
-        if len(cleaned) > self.max_reason_chars:
-            raise Refused(
-                RefusalCode.REASON_TOO_LONG,
-                f"The reason is {len(cleaned):,} characters long; keep it to {self.max_reason_chars:,} "
-                "(link to the incident for the details).",
-            )
-        return cleaned
+        return require_reason(
+            storable(reason, None) or "",
+            self.max_reason_chars,
+            "say why nobody may plan or apply (the incident, what is being fixed)",
+        )
 
     def _address(self, state: str | StateAddress) -> StateAddress:
         if isinstance(state, StateAddress):

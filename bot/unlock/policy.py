@@ -99,19 +99,9 @@ class UnlockPolicy:
 
     def check_reason(self, reason: str) -> str:
         """The reason as stored: stripped, required, at most `max_reason_chars` characters."""
-        cleaned = reason.strip()
-        if not cleaned:
-            raise Refused(
-                RefusalCode.MISSING_REASON,
-                "A reason is required: say why the lock should be released (which run is dead, who checked).",
-            )
-        if len(cleaned) > self.max_reason_chars:
-            raise Refused(
-                RefusalCode.REASON_TOO_LONG,
-                f"The reason is {len(cleaned):,} characters long; keep it to {self.max_reason_chars:,} "
-                "(link to the incident for the details).",
-            )
-        return cleaned
+        return require_reason(
+            reason, self.max_reason_chars, "say why the lock should be released (which run is dead, who checked)"
+        )
 
     def check_approver(self, request: RequestView, approver: str, is_bot: BotCheck) -> None:
         """Bot, self-approval, approver list — what does not depend on the request's moment-to-moment state."""
@@ -218,3 +208,17 @@ def refuse_expired(request: RequestView) -> Refused:
 
 def _listed(channels: Iterable[str]) -> str:
     return ", ".join(sorted(channels))
+
+
+def require_reason(reason: str, max_chars: int, what_to_say: str) -> str:
+    """A reason a person gave (force-unlock, hold): stripped, required, at most `max_chars` characters."""
+    cleaned = reason.strip()
+    if not cleaned:
+        raise Refused(RefusalCode.MISSING_REASON, f"A reason is required: {what_to_say}.")
+    if len(cleaned) > max_chars:
+        raise Refused(
+            RefusalCode.REASON_TOO_LONG,
+            f"The reason is {len(cleaned):,} characters long; keep it to {max_chars:,} "
+            "(link to the incident for the details).",
+        )
+    return cleaned
