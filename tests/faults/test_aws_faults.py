@@ -60,13 +60,13 @@ def hung_proxy(moto_server: MotoServer, bots: Bots) -> Iterator[FaultProxy]:
 
 
 def test_hung_backend_does_not_hold_up_approvals_or_modals(
+    database_url: str,  # first: set up before, torn down after, the bots that use it
     moto_server: MotoServer,
     remote_aws: Aws,
     hung_proxy: FaultProxy,
     slack: FakeSlack,
     bots: Callable[..., BotProcess],
     tmp_path: Path,
-    database_url: str,
 ) -> None:
     """Eight `/tflock status` for a backend whose endpoint accepts and never answers must not delay an
     Approve on another backend, nor the reason modal's views.open (trigger_id lives 3 s)."""
@@ -153,12 +153,12 @@ def cli_env(aws_proxy: FaultProxy) -> dict[str, str]:
 
 
 def test_aws_endpoint_down_is_unknown_never_unlocked(
+    database_url: str,  # first: set up before, torn down after, the bots that use it
     remote_aws: Aws,
     aws_proxy: FaultProxy,
     slack: FakeSlack,
     bots: Callable[..., BotProcess],
     tmp_path: Path,
-    database_url: str,
 ) -> None:
     tf = TerraformBackend(remote_aws.s3, remote_aws.dynamodb, BUCKET, TABLE, use_lockfile=True)
     lock = tf.lock(KEY, created=ago(hours=3), who="ci@runner-9")
@@ -225,12 +225,12 @@ FLOOD = 24
 
 
 def test_flood_beyond_the_queue_gets_busy_replies(
+    database_url: str,  # first: set up before, torn down after, the bots that use it
     remote_aws: Aws,
     aws_proxy: FaultProxy,
     slack: FakeSlack,
     bots: Callable[..., BotProcess],
     tmp_path: Path,
-    database_url: str,
 ) -> None:
     """More look-ups than a slow backend's workers and queue hold: the excess are told at once that tflock
     is busy (ephemeral, counted), the rest are answered truthfully, and every ack stays under 3 s."""

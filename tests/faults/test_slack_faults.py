@@ -36,13 +36,13 @@ pytestmark = [pytest.mark.slow, pytest.mark.faults]
 
 
 def test_slack_unreachable_at_start_keeps_serving_unready_then_ready(
+    database_url: str,  # first: set up before, torn down after, the bots that use it
     moto_server: MotoServer,
     remote_aws: Aws,
     slack: FakeSlack,
     slack_proxy: FaultProxy,
     bots: Bots,
     tmp_path: Path,
-    database_url: str,
 ) -> None:
     tf = TerraformBackend(remote_aws.s3, remote_aws.dynamodb, BUCKET, TABLE, use_lockfile=True)
     lock = tf.lock(KEY, created=ago(minutes=30))

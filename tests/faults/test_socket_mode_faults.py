@@ -66,13 +66,13 @@ def lock(remote_aws: Aws) -> TerraformLock:
 
 
 def test_refresh_requested_and_abrupt_drop(
+    database_url: str,  # first: set up before, torn down after, the bots that use it
     moto_server: MotoServer,
     lock: TerraformLock,
     slack: FakeSlack,
     socket_slack: SocketModeSlack,
     bots: Callable[..., BotProcess],
     tmp_path: Path,
-    database_url: str,
 ) -> None:
     env = bot_env(moto_server.url, slack, database_url)
     bot, first = connected_bot(bots, env, socket_slack)
@@ -101,6 +101,7 @@ def test_refresh_requested_and_abrupt_drop(
 
 
 def test_slack_outage_during_socket_mode(
+    database_url: str,  # first: set up before, torn down after, the bots that use it
     moto_server: MotoServer,
     lock: TerraformLock,
     slack: FakeSlack,
@@ -108,7 +109,6 @@ def test_slack_outage_during_socket_mode(
     socket_slack: SocketModeSlack,
     bots: Callable[..., BotProcess],
     tmp_path: Path,
-    database_url: str,
 ) -> None:
     """All of Slack goes away (the socket and the Web API), then comes back."""
     env = bot_env(moto_server.url, slack, database_url, SLACK_API_URL=slack_api_url(slack_proxy))
